@@ -14,6 +14,35 @@ class CcflError(Exception):
 
 # --- models -------------------------------------------------------------------------------
 
+
+class UnknownModelError(CcflError, KeyError):
+    """A model name is not in ``ccfl_jax.models.MODELS``."""
+
+    def __init__(self, name: str, choices):
+        self.name = name
+        self.choices = sorted(choices)
+        super().__init__(
+            f"Unknown model {name!r}: pick one of {', '.join(self.choices)} "
+            "(the names of ccfl_jax.models.MODELS)."
+        )
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class ModelConfigError(CcflError, ValueError):
+    """A model or capsule layer got an impossible configuration or input shape."""
+
+
 # --- train and metrics --------------------------------------------------------------------
+
+
+class BatchError(CcflError, ValueError):
+    """A training or evaluation batch is malformed (missing key, wrong shape or dtype)."""
+
+
+class MetricInputError(CcflError, ValueError):
+    """Labels, scores or masks given to a metric are malformed (shape, values, NaN)."""
+
 
 # --- federated: rounds, aggregation, privacy, checkpoints ---------------------------------
