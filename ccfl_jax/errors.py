@@ -46,3 +46,27 @@ class MetricInputError(CcflError, ValueError):
 
 
 # --- federated: rounds, aggregation, privacy, checkpoints ---------------------------------
+
+
+class FederatedConfigError(CcflError, ValueError):
+    """A federated hyperparameter is impossible (sample size, clip norm, strategy, weighting)."""
+
+
+class HospitalDataError(CcflError, ValueError):
+    """Stacked hospital data is malformed: missing key, no leading hospital axis, bad mask."""
+
+
+class DeltaStructureError(CcflError, ValueError):
+    """Hospital deltas do not match the global params' tree structure or leaf shapes [H, ...]."""
+
+
+class PrivacyBudgetExceededError(CcflError, RuntimeError):
+    """Running one more round would spend more than the target epsilon of the run."""
+
+
+class CheckpointNotFoundError(CcflError, FileNotFoundError):
+    """No complete checkpoint exists where one was asked for."""
+
+
+class CheckpointIntegrityError(CcflError, ValueError):
+    """A checkpoint's bytes do not hash to the content hash in its name or meta.json."""
