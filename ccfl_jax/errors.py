@@ -12,6 +12,63 @@ class CcflError(Exception):
 
 # --- data: ingest, normalization, hospitals ------------------------------------------------
 
+
+class ScanNotFoundError(CcflError, FileNotFoundError):
+    """A scan file or folder (given directly or by a manifest row) does not exist."""
+
+
+class UnsupportedFormatError(CcflError, ValueError):
+    """A file is not DICOM, NIfTI, PNG or JPEG, or a folder holds no readable slice."""
+
+
+class DicomReadError(CcflError, ValueError):
+    """A DICOM file is unreadable or truncated (header or pixel data)."""
+
+
+class MissingPixelDataError(CcflError, ValueError):
+    """A DICOM file has no PixelData element, so it holds no image."""
+
+
+class MissingTagError(CcflError, ValueError):
+    """A tag needed for HU or geometry (rescale, spacing, position, orientation) is absent."""
+
+
+class UnsupportedModalityError(CcflError, ValueError):
+    """A DICOM file is not CT (e.g. MR, CR), so its pixels are not Hounsfield units."""
+
+
+class MissingDecoderError(CcflError, RuntimeError):
+    """Pixel data use a compressed transfer syntax that no installed plugin decodes."""
+
+
+class InconsistentSeriesError(CcflError, ValueError):
+    """Slices of one series differ in orientation, size or series, or the stack is sheared."""
+
+
+class DuplicateSlicePositionError(CcflError, ValueError):
+    """Two slices of a series lie at the same position along the slice normal."""
+
+
+class NonUniformSpacingError(CcflError, ValueError):
+    """The steps between slice positions differ (a missing slice or a mixed series)."""
+
+
+class NonFinitePixelsError(CcflError, ValueError):
+    """An image holds NaN or infinite values."""
+
+
+class ManifestError(CcflError, ValueError):
+    """A manifest CSV lacks a column or holds a value that cannot be parsed."""
+
+
+class EmptyHospitalError(CcflError, ValueError):
+    """A hospital has no rows (or none left after filtering), so it cannot take part."""
+
+
+class InvalidSplitError(CcflError, ValueError):
+    """Split fractions or a window setting for the hospital datasets are not valid."""
+
+
 # --- models -------------------------------------------------------------------------------
 
 
