@@ -293,6 +293,9 @@ def dp_aggregate(
             weights = weights * jnp.asarray(num_examples, jnp.float32)
         total = jnp.maximum(weights.sum(), 1e-12) if weighting == "examples" else None
         m_t = jnp.asarray(denominator if denominator is not None else jnp.maximum(count, 1.0))
+        # where, not multiply: a rejected hospital's NaN or inf must not leak in as 0 * inf.
+        included = mask.astype(bool)
+        clipped = jax.tree.map(lambda x: jnp.where(_per_hospital(included, x), x, 0), clipped)
         summed = jax.tree.map(lambda x: jnp.sum(x * _per_hospital(weights, x), axis=0), clipped)
         noise_std = noise_multiplier * (clip_norm or 0.0)
         if noise_multiplier > 0:
@@ -306,7 +309,7 @@ def dp_aggregate(
         diagnostics = AggregateDiagnostics(
             norms=norms,
             clipped=was_clipped,
-            clipped_fraction=jnp.sum(was_clipped * mask) / jnp.maximum(count, 1.0),
+            clipped_fraction=jnp.sum(was_clipped & included) / jnp.maximum(count, 1.0),
             num_contributing=count,
             denominator=m_t,
             noise_std=noise_std / m_t,
@@ -319,8 +322,9 @@ def dp_aggregate(
 
 
 def _per_hospital(values: Array, like: Array) -> Array:
-    """Reshapes [H] to broadcast against a leaf [H, ...]."""
-    return jnp.reshape(values, (-1,) + (1,) * (like.ndim - 1)).astype(like.dtype)
+    """Reshapes [H] to broadcast against a leaf [H, ...] (bool stays bool)."""
+    values = jnp.reshape(values, (-1,) + (1,) * (like.ndim - 1))
+    return values if values.dtype == jnp.bool_ else values.astype(like.dtype)
 
 
 def _add_gaussian(tree: Params, rng: PRNGKey, std: float) -> Params:

@@ -36,8 +36,9 @@ from dp_accounting import pld, rdp
 
 from ccfl_jax.errors import FederatedConfigError, PrivacyBudgetExceededError
 
-# RDP orders: fractional near 1 fail to converge for large q, so start at 1.75.
-RDP_ORDERS = (1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5) + tuple(range(5, 64)) + (128, 256, 512)
+# RDP orders: fractional ones below 2 fail to converge for large q (dp-accounting then drops
+# them with a warning), so start at 2.
+RDP_ORDERS = (2.0, 2.25, 2.5, 3.0, 3.5, 4.0, 4.5) + tuple(range(5, 64)) + (128, 256, 512)
 
 
 class PrivacyState(NamedTuple):
