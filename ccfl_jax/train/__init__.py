@@ -1,5 +1,6 @@
 """Training: per-example losses, pure train/eval steps, and NumPy metrics."""
 
+from ccfl_jax.train import metrics
 from ccfl_jax.train.losses import (
     classification_loss,
     cross_entropy,
@@ -8,6 +9,7 @@ from ccfl_jax.train.losses import (
     reconstruction_loss,
     weighted_binary_cross_entropy,
 )
+from ccfl_jax.train.metrics import bootstrap_ci, classification_report
 from ccfl_jax.train.steps import (
     init_params,
     make_eval_step,
@@ -18,6 +20,9 @@ from ccfl_jax.train.steps import (
 )
 
 __all__ = [
+    "bootstrap_ci",
+    "classification_report",
+    "metrics",
     "classification_loss",
     "cross_entropy",
     "init_params",
