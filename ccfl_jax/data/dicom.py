@@ -52,6 +52,11 @@ def read_dataset(path: str | os.PathLike) -> pydicom.Dataset:
             f"{path}: cannot parse the DICOM header ({type(exc).__name__}: {exc}). The file is "
             "truncated or not DICOM; copy it again from the source or drop it from the input."
         ) from exc
+    if len(ds) == 0:
+        raise errors.DicomReadError(
+            f"{path}: no data elements after the file meta; the file is truncated. Copy it "
+            "again from the source or drop it from the input."
+        )
     _set_missing_transfer_syntax(ds)
     return ds
 
@@ -105,8 +110,8 @@ def check_ct(ds: pydicom.Dataset, path: str) -> None:
     """
     if "PixelData" not in ds:
         raise errors.MissingPixelDataError(
-            f"{path}: no PixelData element, so there is no image. If this is a structured report "
-            "or a DICOMDIR, leave it out of the input."
+            f"{path}: no PixelData element, so there is no image (a structured report, a "
+            "DICOMDIR or a file cut short). Leave it out of the input or copy it again."
         )
     modality = ds.get("Modality")
     if modality != "CT":
