@@ -1,0 +1,168 @@
+"""Where the chain is: an in-process py-evm chain, or a JSON-RPC node; compile and deploy.
+
+``in_process()`` runs eth-tester's PyEVMBackend inside this process, with its deterministic
+funded tester accounts: used by the tests and the demo. Its whole database can be saved
+into a run directory and loaded back (:func:`save` / :func:`load`), so that a resumed run
+continues the very same blocks. ``connect(url)`` talks to a real node over HTTP, where
+resuming is simply reconnecting.
+"""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import struct
+import zlib
+
+import vyper
+from eth.db.atomic import AtomicDB
+from eth.db.backends.memory import MemoryDB
+from eth_tester import EthereumTester, PyEVMBackend
+from web3 import Web3
+from web3.providers.eth_tester import EthereumTesterProvider
+
+from ledger import errors
+
+CONTRACT_PATH = pathlib.Path(__file__).parent / "contracts" / "Consortium.vy"
+CACHE_DIR = pathlib.Path.home() / ".cache" / "ccfl_jax" / "vyper"
+_DB_MAGIC = b"CCFLEVM1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """A compiled contract.
+
+    Attributes:
+      abi: the ABI, a list of dicts.
+      bytecode: the deployment bytecode, 0x-prefixed hex.
+      source_sha256: hex sha256 of the Vyper source it came from.
+    """
+
+    abi: list
+    bytecode: str
+    source_sha256: str
+
+
+@dataclasses.dataclass
+class Chain:
+    """A connection to a chain.
+
+    Attributes:
+      w3: the web3 handle.
+      backend: the in-process PyEVMBackend, or None for a node.
+    """
+
+    w3: Web3
+    backend: PyEVMBackend | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return self.backend is not None
+
+
+def compile_contract(path: pathlib.Path = CONTRACT_PATH, cache_dir: pathlib.Path = CACHE_DIR):
+    """Compiles a Vyper source once; later calls read the cache keyed by the source's sha256.
+
+    Returns:
+      A :class:`Compiled`.
+    """
+    source = pathlib.Path(path).read_text()
+    digest = hashlib.sha256(f"{vyper.__version__}\n{source}".encode()).hexdigest()
+    cached = pathlib.Path(cache_dir) / f"{digest}.json"
+    if cached.exists():
+        data = json.loads(cached.read_text())
+    else:
+        out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
+        data = {"abi": out["abi"], "bytecode": out["bytecode"]}
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(cached)
+    return Compiled(abi=data["abi"], bytecode=data["bytecode"], source_sha256=digest)
+
+
+def _wrap(backend: PyEVMBackend) -> Chain:
+    return Chain(w3=Web3(EthereumTesterProvider(EthereumTester(backend))), backend=backend)
+
+
+def in_process() -> Chain:
+    """A fresh in-process chain whose tester accounts are funded and deterministic.
+
+    Examples:
+      >>> chain = in_process()
+      >>> chain.w3.eth.block_number
+      0
+    """
+    return _wrap(PyEVMBackend())
+
+
+def connect(url: str) -> Chain:
+    """A chain reached over JSON-RPC HTTP, e.g. ``http://127.0.0.1:8545``."""
+    w3 = Web3(Web3.HTTPProvider(url))
+    if not w3.is_connected():
+        raise ConnectionError(f"no Ethereum node answers at {url}: start it or fix the URL.")
+    return Chain(w3=w3)
+
+
+def fund(chain: Chain, address: str, wei: int) -> None:
+    """Sends wei from the first tester account (in-process chains only)."""
+    tester = chain.w3.eth.accounts[0]
+    chain.w3.eth.send_transaction({"from": tester, "to": address, "value": wei, "gas": 21000})
+
+
+def deploy(chain: Chain, compiled: Compiled, *args, deployer: str | None = None) -> str:
+    """Deploys a compiled contract and returns its checksum address."""
+    sender = deployer or chain.w3.eth.accounts[0]
+    factory = chain.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
+    tx_hash = factory.constructor(*args).transact({"from": sender, "gas": 5_000_000})
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+    if receipt.status != 1:
+        raise errors.TransactionReverted(
+            f"deploying the contract with {args} failed in tx {tx_hash.hex()}: check the "
+            "constructor arguments (validators, quorum, gamma)."
+        )
+    return receipt.contractAddress
+
+
+def _kv_store(chain: Chain) -> dict:
+    if not chain.in_process:
+        raise ValueError("only an in-process chain is saved to disk; a node keeps its own state.")
+    db = chain.backend.chain.chaindb.db
+    return db.wrapped_db.kv_store
+
+
+def save(chain: Chain, path: pathlib.Path) -> None:
+    """Writes the whole in-process chain database to ``path`` (atomically)."""
+    chunks = [_DB_MAGIC]
+    for key, value in _kv_store(chain).items():
+        chunks.append(struct.pack(">II", len(key), len(value)) + key + value)
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(zlib.compress(b"".join(chunks), 1))
+    tmp.replace(path)
+
+
+def load(path: pathlib.Path) -> Chain:
+    """An in-process chain continuing the history saved by :func:`save`.
+
+    Raises:
+      LedgerNotFound: ``path`` does not exist.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise errors.LedgerNotFound(
+            f"{path}: no saved chain. Resume only a run whose ledger was set up, or start anew."
+        )
+    blob = zlib.decompress(path.read_bytes())
+    if not blob.startswith(_DB_MAGIC):
+        raise ValueError(f"{path}: not a chain saved by ledger.chain.save; restore it from backup.")
+    kv, pos = {}, len(_DB_MAGIC)
+    while pos < len(blob):
+        key_len, value_len = struct.unpack_from(">II", blob, pos)
+        pos += 8
+        kv[blob[pos : pos + key_len]] = blob[pos + key_len : pos + key_len + value_len]
+        pos += key_len + value_len
+    backend = PyEVMBackend()
+    backend.chain = type(backend.chain)(AtomicDB(MemoryDB(kv)))
+    return _wrap(backend)
