@@ -26,6 +26,7 @@ from ccfl_jax.federated.fedavg import (
     save_server_state,
     stack_hospital_data,
 )
+from ccfl_jax.federated.loop import train
 from ccfl_jax.federated.privacy import (
     PrivacyState,
     account_round,
@@ -86,5 +87,6 @@ __all__ = [
     "save_server_state",
     "spent",
     "stack_hospital_data",
+    "train",
     "variance_and_scale",
 ]

@@ -208,7 +208,11 @@ def save_server_state(
     Returns:
       The written :class:`ccfl_jax.checkpoint.CheckpointInfo`.
     """
-    rest = {"aggregator_state": state.aggregator_state, "round": state.round, "rng": state.rng}
+    rest = {
+        "aggregator_state": state.aggregator_state,
+        "round": state.round,
+        "rng": _key_data(state.rng),
+    }
     if extra is not None:
         rest["extra"] = extra
     return checkpoint.save(run_dir, int(state.round), state.params, rest, flags=flags)
@@ -226,7 +230,7 @@ def restore_server_state(run_dir: str, template: ServerState, *, extra: Any = No
       (state, extra, info); raises ``CheckpointNotFoundError`` when there is none.
     """
     rest = {"aggregator_state": template.aggregator_state, "round": template.round}
-    rest["rng"] = template.rng
+    rest["rng"] = _key_data(template.rng)
     if extra is not None:
         rest["extra"] = extra
     params, rest, info = checkpoint.restore(run_dir, template.params, rest)
@@ -234,6 +238,19 @@ def restore_server_state(run_dir: str, template: ServerState, *, extra: Any = No
         params=jax.tree.map(jnp.asarray, params),
         aggregator_state=jax.tree.map(jnp.asarray, rest["aggregator_state"]),
         round=jnp.asarray(rest["round"], jnp.int32),
-        rng=jnp.asarray(rest["rng"]),
+        rng=_like_key(jnp.asarray(rest["rng"]), template.rng),
     )
     return state, rest.get("extra"), info
+
+
+def _is_typed_key(key) -> bool:
+    return jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key)
+
+
+def _key_data(key):
+    """Raw uint32 data of a key (typed keys cannot be written by orbax as arrays)."""
+    return jax.random.key_data(key) if _is_typed_key(key) else key
+
+
+def _like_key(data, template):
+    return jax.random.wrap_key_data(data) if _is_typed_key(template) else data

@@ -108,6 +108,8 @@ def make_local_update(
             scores = jnp.where(mask, jax.random.uniform(draw_key, (num_rows,)), -1.0)
             _, rows = jax.lax.top_k(scores, take)
             batch = {k: jnp.take(hospital_data[k], rows, axis=0) for k in DATA_KEYS}
+            # Padding rows drawn into a short hospital's batch hold zeros, whatever was stored.
+            batch = {k: _zero_padding(v, batch["mask"]) for k, v in batch.items()}
             (loss, aux), grads = grad_fn(params, global_params, batch, loss_key)
             updates, opt_state = hospital_optimizer.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), (loss, aux)
@@ -225,6 +227,13 @@ def check_hospital_data(data: dict, num_hospitals: int | None = None) -> int:
             "pass one key per hospital."
         )
     return mask_shape[0]
+
+
+def _zero_padding(values, mask):
+    if values.dtype == jnp.bool_:
+        return values
+    keep = jnp.reshape(mask, mask.shape + (1,) * (values.ndim - 1))
+    return jnp.where(keep, values, jnp.zeros((), values.dtype))
 
 
 def _loop(step: LocalUpdate):
