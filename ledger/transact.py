@@ -11,7 +11,6 @@ import re
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from web3.exceptions import TransactionNotFound
 
 from ledger import chain as chain_lib
 from ledger import errors
@@ -19,6 +18,7 @@ from ledger import errors
 MAX_FEE_PER_GAS = 10**10  # 10 gwei: well above the in-process chain's base fee
 PRIORITY_FEE_PER_GAS = 1
 _REASON = re.compile(r"reverted:?\s*'?([^'\"]*)")
+_NONCE = re.compile(r"expected (\d+), but got (\d+)")
 
 
 def derive_account(key_seed: str, name: str) -> LocalAccount:
@@ -46,29 +46,32 @@ def _revert_reason(chain: chain_lib.Chain, tx: dict, block_number: int) -> str:
     return "unknown reason (the call succeeds when replayed)"
 
 
+def _is_replay(message: str) -> bool:
+    """Whether a refusal means the nonce was used already (not a gap ahead of it)."""
+    message = message.lower()
+    if "nonce too low" in message or "already known" in message:
+        return True
+    match = _NONCE.search(message)
+    return bool(match) and int(match.group(2)) < int(match.group(1))
+
+
 def send_raw(chain: chain_lib.Chain, raw_transaction: bytes, label: str):
     """Sends an already signed transaction and returns its receipt.
 
+    A replay is recognised by its nonce, which the chain has already used: looking the
+    transaction up by hash would scan every block on the in-process chain.
+
     Raises:
-      ReplayedTransaction: this signed transaction, or its nonce, was already used.
+      ReplayedTransaction: this signed transaction, or another with its nonce, was sent.
     """
-    tx_hash = keccak(raw_transaction)
-    try:
-        chain.w3.eth.get_transaction(tx_hash)
-    except TransactionNotFound:
-        pass
-    else:
-        raise errors.ReplayedTransaction(
-            f"{label}: signed transaction 0x{tx_hash.hex()} is already on chain. Sign a new "
-            "transaction with a fresh nonce instead of sending the old bytes again."
-        )
     try:
         sent = chain.w3.eth.send_raw_transaction(raw_transaction)
     except Exception as err:
-        if "nonce" in str(err).lower():
+        if _is_replay(str(err)):
             raise errors.ReplayedTransaction(
-                f"{label}: the chain refused the transaction's nonce ({err}). Its nonce was "
-                "used already; sign again with the account's current nonce."
+                f"{label}: signed transaction 0x{keccak(raw_transaction).hex()} reuses a "
+                f"nonce already spent on this chain ({err}). Sign a new transaction with the "
+                "account's current nonce instead of sending old bytes again."
             ) from err
         raise
     return chain.w3.eth.wait_for_transaction_receipt(sent)
