@@ -198,12 +198,27 @@ def train_centrally(
     return params, history
 
 
-def predict(model, params: Params, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-    """P(covid) for ``images [M, Y, X, 1]`` as a NumPy ``[M]`` array, batch by batch."""
+def make_predict_fn(model, *, batch_size: int = 64) -> Callable:
+    """Builds ``predict_fn(params, images [M, Y, X, 1]) -> [M]`` P(covid), compiled once.
+
+    Batches are padded to ``batch_size``, so calls with any M reuse one compiled step.
+    """
     step = jax.jit(make_eval_step(model))
-    labels = np.zeros(len(images), np.int32)
-    scores = [
-        np.asarray(step(params, batch)["probability"])[:count]
-        for batch, count in iterate_batches(np.asarray(images, np.float32), labels, batch_size)
-    ]
-    return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+    def predict_fn(params: Params, images: np.ndarray) -> np.ndarray:
+        labels = np.zeros(len(images), np.int32)
+        scores = [
+            np.asarray(step(params, batch)["probability"])[:count]
+            for batch, count in iterate_batches(np.asarray(images, np.float32), labels, batch_size)
+        ]
+        return np.concatenate(scores) if scores else np.zeros(0, np.float32)
+
+    return predict_fn
+
+
+def predict(model, params: Params, images: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    """P(covid) for ``images [M, Y, X, 1]`` as a NumPy ``[M]`` array, batch by batch.
+
+    Compiles on every call; use :func:`make_predict_fn` to predict repeatedly.
+    """
+    return make_predict_fn(model, batch_size=batch_size)(params, images)
