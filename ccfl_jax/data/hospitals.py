@@ -8,6 +8,7 @@ hospital, the manifest rows of the real examples in order, so any result traces 
 import collections
 import dataclasses
 import pathlib
+import zlib
 from collections.abc import Sequence
 
 import flax.struct
@@ -72,10 +73,11 @@ def _select(rows, hospitals, max_per_hospital, seed):
                 f"{sorted(by_hospital)}). Fix the hospitals argument or the manifest."
             )
     selected = {}
-    for h, name in enumerate(names):
+    for name in names:
         group = by_hospital[name]
         if max_per_hospital is not None and len(group) > max_per_hospital:
-            keep = np.random.default_rng([seed, h]).permutation(len(group))[:max_per_hospital]
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            keep = rng.permutation(len(group))[:max_per_hospital]
             group = [group[i] for i in sorted(keep)]
         selected[name] = group
     return names, selected
@@ -166,7 +168,7 @@ def load_federated_dataset(
     cache_path = None
     if cache_dir is not None:
         key = preprocess.cache_key(
-            manifest_path, rows, {"image_size": image_size, "window": window}
+            manifest_path, rows, {"image_size": image_size, "window": window, "on_error": on_error}
         )
         cache_path = pathlib.Path(cache_dir) / f"ingest_{key}.npz"
     images, info = _preprocess_rows(

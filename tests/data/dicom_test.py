@@ -45,6 +45,18 @@ class RealFilesTest(parameterized.TestCase):
         self.assertGreater(scan.array.min(), -2000.0)  # no fill value is left as tissue
         self.assertEqual(scan.metadata.units, "HU")
 
+    @parameterized.named_parameters(
+        # HU ranges stated in data/README.md for each source (None: not stated).
+        ("covid_ct_md", "covid_ct_md", -1024.0, 1699.0),
+        ("lung_pet_ct_dx", "tcia_lung_pet_ct_dx", -1024.0, 2976.0),
+        ("ny_sbu", "tcia_covid19_ny_sbu", None, 5622.0),
+    )
+    def test_sample_hu_range_matches_readme(self, folder, lo, hi):
+        scans = [data.read_scan(p) for p in sorted((DATA / folder).rglob("*.dcm"))]
+        self.assertEqual(max(s.array.max() for s in scans), hi)
+        if lo is not None:
+            self.assertEqual(min(s.array.min() for s in scans), lo)
+
     def test_ct_small_hand_values(self):
         scan = data.read_scan(CT_SMALL)
         # CT_small.dcm: slope 1, intercept -1024; stored 1928 at (64, 64) -> 904 HU.

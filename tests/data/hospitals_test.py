@@ -40,9 +40,15 @@ class SplitTest(parameterized.TestCase):
         for label in (0, 1):  # 40 images per class -> 24 / 8 / 8
             self.assertEqual([counts[(label, s)] for s in range(3)], [24, 8, 8])
 
-    def test_bad_fractions(self):
+    @parameterized.named_parameters(
+        ("fractions", dict(fractions=(0.5, 0.2, 0.2))),
+        ("window_width", dict(window=(-600.0, 0.0))),
+        ("window_name", dict(window="lung")),
+        ("on_error", dict(on_error="skip")),
+    )
+    def test_bad_settings(self, kwargs):
         with self.assertRaises(errors.InvalidSplitError):
-            split.check_fractions((0.5, 0.2, 0.2))
+            data.load_federated_dataset(MANIFEST, progress=False, **kwargs)
 
 
 class FederatedDatasetTest(parameterized.TestCase):
