@@ -4,7 +4,8 @@
 funded tester accounts: used by the tests and the demo. Its whole database can be saved
 into a run directory and loaded back (:func:`save` / :func:`load`), so that a resumed run
 continues the very same blocks. ``connect(url)`` talks to a real node over HTTP, where
-resuming is simply reconnecting.
+resuming is simply reconnecting. ``compile_contract`` compiles the Vyper source once and
+caches the result by the source's hash; ``deploy`` signs the deployment with a given key.
 """
 
 import dataclasses
@@ -21,7 +22,7 @@ from eth_tester import EthereumTester, PyEVMBackend
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
-from ledger import errors
+from ledger import errors, transact
 
 CONTRACT_PATH = pathlib.Path(__file__).parent / "contracts" / "Consortium.vy"
 CACHE_DIR = pathlib.Path.home() / ".cache" / "ccfl_jax" / "vyper"
@@ -110,18 +111,18 @@ def fund(chain: Chain, address: str, wei: int) -> None:
     chain.w3.eth.send_transaction({"from": tester, "to": address, "value": wei, "gas": 21000})
 
 
-def deploy(chain: Chain, compiled: Compiled, *args, deployer: str | None = None) -> str:
-    """Deploys a compiled contract and returns its checksum address."""
-    sender = deployer or chain.w3.eth.accounts[0]
+def deploy(chain: Chain, compiled: Compiled, args: tuple, deployer) -> tuple[str, int]:
+    """Deploys a compiled contract, signed by ``deployer`` (an eth-account LocalAccount).
+
+    Returns:
+      ``(contract address, block number of the deployment)``.
+
+    Raises:
+      InvalidConsensusParameters: (and other reverts, by name) the constructor refused args.
+    """
     factory = chain.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-    tx_hash = factory.constructor(*args).transact({"from": sender, "gas": 5_000_000})
-    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt.status != 1:
-        raise errors.TransactionReverted(
-            f"deploying the contract with {args} failed in tx {tx_hash.hex()}: check the "
-            "constructor arguments (validators, quorum, gamma)."
-        )
-    return receipt.contractAddress
+    receipt = transact.transact(chain, deployer, factory.constructor(*args), 5_000_000, "deploy")
+    return receipt.contractAddress, receipt.blockNumber
 
 
 def _kv_store(chain: Chain) -> dict:
@@ -154,7 +155,10 @@ def load(path: pathlib.Path) -> Chain:
         raise errors.LedgerNotFound(
             f"{path}: no saved chain. Resume only a run whose ledger was set up, or start anew."
         )
-    blob = zlib.decompress(path.read_bytes())
+    try:
+        blob = zlib.decompress(path.read_bytes())
+    except zlib.error:
+        blob = b""
     if not blob.startswith(_DB_MAGIC):
         raise ValueError(f"{path}: not a chain saved by ledger.chain.save; restore it from backup.")
     kv, pos = {}, len(_DB_MAGIC)

@@ -241,15 +241,20 @@ class Consortium:
         return self.hospital(validator).vote(r, hospital, mae)
 
     def accepted_mask(self, r: int) -> list[bool]:
-        """Per sampled hospital, in the order given to open_round: accepted so far (Eq. 18)."""
+        """Per hospital of this ledger, in hospital order: accepted in round r so far (Eq. 18).
+
+        The list has one entry per hospital in ``self.hospitals`` (the order given to
+        ``workspace.create``), aligned with the hospital axis; hospitals that were not
+        sampled or did not submit are False.
+        """
         view = self.contract.functions
-        info = self.round_info(r)
-        return [view.is_accepted(r, self.address_of(name)).call() for name in info.sampled]
+        self.round_info(r)  # raises UnknownRound for a round never opened
+        return [view.is_accepted(r, acct.address).call() for acct in self.hospitals.values()]
 
     def finalize(self, r: int, new_model_hash: bytes | str) -> list[str]:
         """The round's leader closes round r with checkpoint r's hash; returns the accepted."""
         info = self.round_info(r)
-        accepted = [n for n, ok in zip(info.sampled, self.accepted_mask(r), strict=True) if ok]
+        accepted = [n for n, ok in zip(self.hospitals, self.accepted_mask(r), strict=True) if ok]
         self.hospital(info.leader).finalize(r, new_model_hash, accepted)
         if self._on_finalize is not None:
             self._on_finalize()

@@ -12,7 +12,6 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from ledger import chain as chain_lib
 from ledger import errors
 
 MAX_FEE_PER_GAS = 10**10  # 10 gwei: well above the in-process chain's base fee
@@ -36,7 +35,7 @@ def public_key(account: LocalAccount) -> bytes:
     return account._key_obj.public_key.to_bytes()
 
 
-def _revert_reason(chain: chain_lib.Chain, tx: dict, block_number: int) -> str:
+def _revert_reason(chain, tx: dict, block_number: int) -> str:
     call = {k: tx[k] for k in ("from", "to", "data", "gas") if k in tx}
     try:
         chain.w3.eth.call(call, block_identifier=block_number)
@@ -55,7 +54,7 @@ def _is_replay(message: str) -> bool:
     return bool(match) and int(match.group(2)) < int(match.group(1))
 
 
-def send_raw(chain: chain_lib.Chain, raw_transaction: bytes, label: str):
+def send_raw(chain, raw_transaction: bytes, label: str):
     """Sends an already signed transaction and returns its receipt.
 
     A replay is recognised by its nonce, which the chain has already used: looking the
@@ -77,7 +76,7 @@ def send_raw(chain: chain_lib.Chain, raw_transaction: bytes, label: str):
     return chain.w3.eth.wait_for_transaction_receipt(sent)
 
 
-def transact(chain: chain_lib.Chain, account: LocalAccount, call, gas: int, label: str):
+def transact(chain, account: LocalAccount, call, gas: int, label: str):
     """Signs ``call`` (a web3 contract function call) with ``account`` and sends it.
 
     Args:

@@ -76,14 +76,13 @@ def create(
         for name in ["deployer", *names]:
             chain_lib.fund(chain, transact.derive_account(key_seed, name).address, FUND_WEI)
     args = (num_validators, quorum, consensus.to_score(gamma))
-    factory = chain.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
-    receipt = transact.transact(chain, deployer, factory.constructor(*args), 5_000_000, "deploy")
+    address, block = chain_lib.deploy(chain, compiled, args, deployer)
     deployment = {
         "chain": "in_process" if chain.in_process else "node",
         "url": None if chain.in_process else chain.w3.provider.endpoint_uri,
         "chain_id": chain.w3.eth.chain_id,
-        "contract_address": receipt.contractAddress,
-        "deploy_block": receipt.blockNumber,
+        "contract_address": address,
+        "deploy_block": block,
         "source_sha256": compiled.source_sha256,
         "abi": compiled.abi,
         "num_validators": num_validators,

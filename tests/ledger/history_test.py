@@ -80,7 +80,7 @@ class HistoryTest(absltest.TestCase):
             self.assertEqual(update.votes, written_votes[address])
             self.assertEqual(update.accepted, address in entry.accepted)
         self.assertEqual(entry.accepted, [addr(n) for n in accepted])
-        self.assertEqual(accepted, ["h1", "h0"])
+        self.assertEqual(accepted, ["h0", "h1"])  # hospital order
         blocks = [block for _, block, _ in hist.events]
         self.assertEqual(blocks, sorted(blocks))
 
