@@ -29,6 +29,9 @@ _MAX_PER_HOSPITAL = flags.DEFINE_integer("max_per_hospital", None, "Rows kept pe
 _WINDOW = flags.DEFINE_string(
     "window", "preset", "'preset' (per scanner), 'header' (DICOM default) or 'LEVEL,WIDTH' in HU."
 )
+_EXTENT_MM = flags.DEFINE_float(
+    "extent_mm", 334.0, "In-plane field of view of CT slices (mm); 0 fits each slice's longer side."
+)
 _ON_ERROR = flags.DEFINE_enum("on_error", "raise", ["raise", "collect"], "Bad rows: raise/collect.")
 _PREVIEW_PER_CLASS = flags.DEFINE_integer("preview_per_class", 6, "Slices per class in previews.")
 
@@ -101,6 +104,7 @@ def main(argv):
         image_size=_IMAGE_SIZE.value,
         seed=_SEED.value,
         window=_window_setting(_WINDOW.value),
+        extent_mm=_EXTENT_MM.value or None,
         max_per_hospital=_MAX_PER_HOSPITAL.value,
         cache_dir=_CACHE_DIR.value,
         on_error=_ON_ERROR.value,

@@ -97,7 +97,7 @@ def _stack(per_hospital: list[list[tuple[np.ndarray, int]]], image_size: int) ->
     return HospitalArrays(images=images, labels=labels, mask=mask)
 
 
-def _preprocess_rows(rows, *, image_size, window, on_error, progress, cache_path):
+def _preprocess_rows(rows, *, image_size, window, extent_mm, on_error, progress, cache_path):
     cached = preprocess.load_cache(cache_path) if cache_path is not None else None
     if cached is not None:
         return cached
@@ -105,7 +105,9 @@ def _preprocess_rows(rows, *, image_size, window, on_error, progress, cache_path
     info = []
     for i, row in enumerate(tqdm.tqdm(rows, desc="ingest", disable=not progress)):
         try:
-            images[i], scanner, _ = preprocess.row_slice(row, image_size=image_size, window=window)
+            images[i], scanner, _ = preprocess.row_slice(
+                row, image_size=image_size, window=window, extent_mm=extent_mm
+            )
             info.append({"scanner": scanner, "error": None})
         except errors.CcflError as exc:
             if on_error == "raise":
@@ -123,6 +125,7 @@ def load_federated_dataset(
     seed: int = 0,
     fractions: Sequence[float] = (0.6, 0.2, 0.2),
     window=None,
+    extent_mm: float | None = 334.0,
     hospitals: Sequence[str] | None = None,
     max_per_hospital: int | None = None,
     cache_dir=None,
@@ -144,6 +147,9 @@ def load_federated_dataset(
       fractions: ``(train, val, test)`` fractions of units per label stratum.
       window: ``None`` (per-scanner preset), ``'header'`` (the DICOM default window) or
         ``(level, width)`` in HU.
+      extent_mm: in-plane field of view (mm) of CT slices after resampling, centred; default
+        the paper's 334 mm lung width (Sec. II-A-1). ``None`` fits each slice's longer side.
+        Display images (no spacing) always fit their longer side.
       hospitals: the hospitals to keep, in this order (default: all, sorted by name).
       max_per_hospital: keep at most this many rows per hospital (a seeded subsample).
       cache_dir: folder for an npz cache keyed by the manifest content and these settings.
@@ -168,38 +174,49 @@ def load_federated_dataset(
     cache_path = None
     if cache_dir is not None:
         key = preprocess.cache_key(
-            manifest_path, rows, {"image_size": image_size, "window": window, "on_error": on_error}
+            manifest_path,
+            rows,
+            {
+                "image_size": image_size,
+                "window": window,
+                "extent_mm": extent_mm,
+                "on_error": on_error,
+            },
         )
         cache_path = pathlib.Path(cache_dir) / f"ingest_{key}.npz"
     images, info = _preprocess_rows(
         rows,
         image_size=image_size,
         window=window,
+        extent_mm=extent_mm,
         on_error=on_error,
         progress=progress,
         cache_path=cache_path,
     )
-    index = {id(row): i for i, row in enumerate(rows)}
     failures = tuple(
-        (str(r.path), info[index[id(r)]]["error"]) for r in rows if info[index[id(r)]]["error"]
+        (str(row.path), note["error"])
+        for row, note in zip(rows, info, strict=True)
+        if note["error"]
     )
     per_split = {s: [] for s in split.SPLITS}
     split_rows = {s: [] for s in split.SPLITS}
-    units, scanners = [], []
+    units, scanners, start = [], [], 0
     for name in names:
-        good = [r for r in selected[name] if info[index[id(r)]]["error"] is None]
+        members = range(start, start + len(selected[name]))
+        start += len(selected[name])
+        good = [k for k in members if info[k]["error"] is None]
         if not good:
             raise errors.EmptyHospitalError(
-                f"hospital {name!r}: none of its {len(selected[name])} rows could be read "
-                f"(first failure: {failures[0][1] if failures else 'none'}). Fix those files."
+                f"hospital {name!r}: none of its {len(members)} rows could be read (first "
+                f"failure: {info[members[0]]['error']}). Fix those files or drop the hospital."
             )
-        assignment = split.split_hospital(good, fractions, seed)
-        for k, s in enumerate(split.SPLITS):
-            chosen = [r for r, a in zip(good, assignment, strict=True) if a == k]
-            per_split[s].append([(images[index[id(r)]], r.label) for r in chosen])
-            split_rows[s].append(tuple(chosen))
-        units.append(split.split_unit_name(good))
-        scanners.append(tuple(sorted({info[index[id(r)]]["scanner"] for r in good})))
+        assignment = split.split_hospital([rows[k] for k in good], fractions, seed)
+        for index, s in enumerate(split.SPLITS):
+            chosen = [k for k, a in zip(good, assignment, strict=True) if a == index]
+            per_split[s].append([(images[k], rows[k].label) for k in chosen])
+            split_rows[s].append(tuple(rows[k] for k in chosen))
+        units.append(split.split_unit_name([rows[k] for k in good]))
+        scanners.append(tuple(sorted({info[k]["scanner"] for k in good})))
     arrays = {s: _stack(per_split[s], image_size) for s in split.SPLITS}
     return FederatedDataset(
         hospitals=names,

@@ -20,7 +20,7 @@ from ccfl_jax.data import scan as scan_lib
 from ccfl_jax.data.manifest import ManifestRow
 
 _BUCKET = 128
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def check_window(window) -> None:
@@ -59,9 +59,17 @@ def _pad_to_bucket(image: np.ndarray, pad_value: float) -> np.ndarray:
 
 
 def normalized_slice(
-    scan: scan_lib.Scan, *, image_size: int, window=None
+    scan: scan_lib.Scan,
+    *,
+    image_size: int,
+    window=None,
+    extent_mm: float | None = normalize.PAPER_LUNG_EXTENT_MM[1],
 ) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Normalizes a 2D scan (or a volume's middle slice) to ``[image_size, image_size]``.
+
+    A scan with known spacing is resampled to ``extent_mm / image_size`` mm per pixel (the
+    paper's 334 mm lung field of view by default, centred); ``extent_mm=None`` or an unknown
+    spacing (PNG/JPG) fits the longer side of the image instead.
 
     Returns:
       ``(image, window_used)``: image float32 ``[S, S]`` in ``[-0.5, 0.5]``; the ``(level,
@@ -71,7 +79,8 @@ def normalized_slice(
     hu = scan.metadata.units == "HU"
     pad_value = scan_lib.AIR_HU if hu else 0.0
     spacing = scan.spacing_mm if scan.spacing_known else None
-    scale, translation = normalize.slice_transform(scan.array.shape, spacing, image_size)
+    target = None if spacing is None or extent_mm is None else extent_mm / image_size
+    scale, translation = normalize.slice_transform(scan.array.shape, spacing, image_size, target)
     resampled = normalize.apply_transform(
         _pad_to_bucket(scan.array, pad_value),
         scale,
@@ -85,10 +94,10 @@ def normalized_slice(
     return np.asarray(normalize.window(resampled, level, width)), (level, width)
 
 
-def row_slice(row: ManifestRow, *, image_size: int, window=None):
+def row_slice(row: ManifestRow, *, image_size: int, window=None, extent_mm=None):
     """Reads and normalizes one manifest row: ``(image [S, S], scanner, window_used)``."""
     scan = load.read_scan(row.path)
-    image, used = normalized_slice(scan, image_size=image_size, window=window)
+    image, used = normalized_slice(scan, image_size=image_size, window=window, extent_mm=extent_mm)
     return image, scan.metadata.scanner, used
 
 
