@@ -94,7 +94,9 @@ def main(argv):
         _CACHE_DIR,
         _MAX_PER_HOSPITAL,
         _WINDOW,
+        _EXTENT_MM,
         _ON_ERROR,
+        _PREVIEW_PER_CLASS,
     )
     resolved = {h.name: h.value for h in holders}
     logging.info("flags: %s", resolved)
