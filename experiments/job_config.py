@@ -1,0 +1,91 @@
+"""The main job's settings: one frozen dataclass, and absl flags generated from its fields.
+
+Each field of :class:`JobConfig` becomes a flag of the same name, with the field's default and
+the help text in its metadata, so the two never drift apart. Flags are read only in a script's
+``main`` (``config_from_flags``); library code takes a ``JobConfig``.
+"""
+
+import dataclasses
+
+from absl import flags
+
+
+def _field(default, help_text: str, **kwargs):
+    return dataclasses.field(default=default, metadata={"help": help_text, **kwargs})
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """Federated CapsNet with DP and the ledger in the loop (see ``experiments/README.md``)."""
+
+    # Data.
+    manifest: str = _field("data/labels.csv", "Manifest CSV (path, hospital/site, label, ...).")
+    image_size: int = _field(64, "Side of the normalized slices in pixels (divisible by 8).")
+    seed: int = _field(0, "Seed of the split, the initial model and every round's randomness.")
+    cache_dir: str = _field("runs/cache", "Folder of the ingest cache ('' for none).")
+    max_per_hospital: int = _field(0, "Keep at most this many rows per hospital (0: all).")
+    # Model.
+    model: str = _field("capsnet", "Model name (see ccfl_jax.models.MODELS).")
+    reconstruction_weight: float = _field(0.0005, "Weight of CapsNet's reconstruction term.")
+    # Federated rounds.
+    rounds: int = _field(30, "Total federated rounds (a resumed run continues up to it).")
+    local_steps: int = _field(5, "K: local steps per hospital per round.")
+    batch_size: int = _field(16, "Local batch size.")
+    hospital_learning_rate: float = _field(1e-3, "Hospitals' Adam learning rate.")
+    hospitals_per_round: int = _field(3, "m_t: hospitals sampled each round (fixed size).")
+    sampling: str = _field("fixed", "'fixed' (m_t without replacement) or 'poisson'.", enum=True)
+    strategy: str = _field("auto", "Hospital axis: auto, vmap, loop or shard.", enum=True)
+    server_optimizer: str = _field("fedavg", "fedavg, fedavgm or fedadam.", enum=True)
+    server_learning_rate: float = _field(1.0, "Server learning rate.")
+    # Differential privacy (Eq. 8, 15).
+    clip_norm: float = _field(2.0, "S: each hospital's delta is clipped to this L2 norm.")
+    noise_multiplier: float = _field(0.3, "sigma: noise N(0, sigma^2 S^2) on the sum of deltas.")
+    delta: float = _field(1e-5, "The delta of the reported (epsilon, delta).")
+    target_epsilon: float = _field(0.0, "Stop before a round would pass this epsilon (0: none).")
+    laplace_epsilon: float = _field(0.0, "Local Laplace noise epsilon per release (0: off).")
+    laplace_sensitivity: float = _field(1e-3, "L1 sensitivity for the local Laplace noise.")
+    # Ledger and consensus (Eq. 12-13, 17-18).
+    use_ledger: bool = _field(True, "Put hashes on the chain and aggregate only voted updates.")
+    num_validators: int = _field(3, "k: validators per round, closest ids to the round seed.")
+    quorum: int = _field(2, "Passing votes an update needs (Eq. 18).")
+    gamma: float = _field(0.6, "Largest passing validator MAE (Eq. 18).")
+    # Attack (the poisoned-hospital experiment).
+    poison_hospital: str = _field("", "Hospital whose shared delta is tampered with ('' none).")
+    poison_scale: float = _field(-10.0, "Its delta is multiplied by this (negative: sign flip).")
+    # Evaluation and outputs.
+    compare_local: bool = _field(True, "Also train local-only models per hospital (Fig. 9).")
+    bootstrap: int = _field(1000, "Bootstrap resamples for the 95% confidence intervals.")
+    progress: bool = _field(True, "Show tqdm progress bars.")
+
+
+_ENUMS = {
+    "sampling": ["fixed", "poisson"],
+    "strategy": ["auto", "vmap", "loop", "shard"],
+    "server_optimizer": ["fedavg", "fedavgm", "fedadam"],
+}
+
+
+def define_flags() -> None:
+    """Defines one absl flag per :class:`JobConfig` field (call once, at import of a script)."""
+    for field in dataclasses.fields(JobConfig):
+        name, default, text = field.name, field.default, field.metadata["help"]
+        if name in _ENUMS:
+            flags.DEFINE_enum(name, default, _ENUMS[name], text)
+        elif field.type is bool or isinstance(default, bool):
+            flags.DEFINE_bool(name, default, text)
+        elif isinstance(default, int):
+            flags.DEFINE_integer(name, default, text)
+        elif isinstance(default, float):
+            flags.DEFINE_float(name, default, text)
+        else:
+            flags.DEFINE_string(name, default, text)
+
+
+def config_from_flags(values=flags.FLAGS) -> JobConfig:
+    """The :class:`JobConfig` of the parsed flags."""
+    return JobConfig(**{f.name: values[f.name].value for f in dataclasses.fields(JobConfig)})
+
+
+def sampling_rate(config: JobConfig, num_hospitals: int) -> float:
+    """q = m_t / H, each hospital's per-round inclusion probability (the accountant's q)."""
+    return min(1.0, config.hospitals_per_round / num_hospitals)
