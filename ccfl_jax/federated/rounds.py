@@ -251,8 +251,17 @@ def _shard(vmapped: LocalUpdate):
     devices = np.array(jax.devices())
     num_devices = len(devices)
     mesh = Mesh(devices, ("hospitals",))
+
+    def block(global_params, data, rngs):
+        # Mark the replicated params as device-varying: each device trains its own hospitals,
+        # and without the cast the gradient of a replicated input is summed over all devices.
+        global_params = jax.tree.map(
+            lambda x: jax.lax.pcast(x, "hospitals", to="varying"), global_params
+        )
+        return vmapped(global_params, data, rngs)
+
     per_device = jax.shard_map(
-        vmapped,
+        block,
         mesh=mesh,
         in_specs=(PartitionSpec(), PartitionSpec("hospitals"), PartitionSpec("hospitals")),
         out_specs=PartitionSpec("hospitals"),
