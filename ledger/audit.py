@@ -107,7 +107,7 @@ def audit(run_dir: str | pathlib.Path) -> AuditReport:
     """
     deployment = workspace.read_deployment(run_dir)
     consortium = workspace.resume(run_dir)
-    hist = history.rebuild(consortium.contract, deployment.get("deploy_block", 0))
+    hist = history.rebuild(consortium.chain, consortium.contract, deployment.get("deploy_block", 0))
     problems: list[str] = []
     checkpoints = scan_checkpoints(pathlib.Path(run_dir), problems)
     expected = expected_hashes(hist, problems)

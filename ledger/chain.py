@@ -19,6 +19,7 @@ import vyper
 from eth.db.atomic import AtomicDB
 from eth.db.backends.memory import MemoryDB
 from eth_tester import EthereumTester, PyEVMBackend
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.providers.eth_tester import EthereumTesterProvider
 
@@ -123,6 +124,41 @@ def deploy(chain: Chain, compiled: Compiled, args: tuple, deployer) -> tuple[str
     factory = chain.w3.eth.contract(abi=compiled.abi, bytecode=compiled.bytecode)
     receipt = transact.transact(chain, deployer, factory.constructor(*args), 5_000_000, "deploy")
     return receipt.contractAddress, receipt.blockNumber
+
+
+def get_logs(chain: Chain, address: str, from_block: int = 0) -> list[dict]:
+    """The raw logs a contract emitted since ``from_block``, in chain order.
+
+    On a node this is ``eth_getLogs``. On the in-process chain the receipts are read from
+    py-evm directly: eth-tester's ``get_logs`` looks every transaction up by hash, which
+    scans the chain each time and makes auditing a long run quadratic.
+    """
+    if not chain.in_process:
+        return list(chain.w3.eth.get_logs({"address": address, "fromBlock": from_block}))
+    evm = chain.backend.chain
+    wanted = bytes.fromhex(address.removeprefix("0x"))
+    logs = []
+    for number in range(from_block, evm.get_canonical_head().block_number + 1):
+        block = evm.get_canonical_block_by_number(number)
+        log_index = 0
+        receipts = block.get_receipts(evm.chaindb)
+        for tx_index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+            for log in receipt.logs:
+                if log.address == wanted:
+                    logs.append(
+                        {
+                            "address": address,
+                            "topics": [HexBytes(t.to_bytes(32, "big")) for t in log.topics],
+                            "data": HexBytes(log.data),
+                            "blockNumber": number,
+                            "blockHash": HexBytes(block.hash),
+                            "transactionIndex": tx_index,
+                            "transactionHash": HexBytes(tx.hash),
+                            "logIndex": log_index,
+                        }
+                    )
+                log_index += 1
+    return logs
 
 
 def _kv_store(chain: Chain) -> dict:

@@ -7,6 +7,10 @@ and per round the model hashes, leader, validators, updates, votes and decisions
 
 import dataclasses
 
+from eth_utils import event_abi_to_log_topic
+
+from ledger import chain as chain_lib
+
 EVENTS = (
     "JoinRequested",
     "AdmissionVoted",
@@ -90,14 +94,30 @@ class History:
     events: list = dataclasses.field(default_factory=list)
 
 
-def read_events(contract, from_block: int = 0) -> list[tuple[str, int, dict]]:
-    """Every event of the contract, decoded, in chain order (block, then log index)."""
-    logs = []
+def read_events(chain, contract, from_block: int = 0) -> list[tuple[str, int, dict]]:
+    """Every event of the contract, decoded, in chain order (block, then log index).
+
+    The contract's logs come from :func:`ledger.chain.get_logs`; each is decoded by topic.
+    """
+    by_topic = {}
     for name in EVENTS:
-        for log in getattr(contract.events, name)().get_logs(from_block=from_block):
-            logs.append((log.blockNumber, log.logIndex, name, dict(log.args)))
-    logs.sort(key=lambda item: item[:2])
-    return [(name, block, args) for block, _, name, args in logs]
+        abi = next(e for e in contract.abi if e.get("type") == "event" and e["name"] == name)
+        by_topic[event_abi_to_log_topic(abi)] = getattr(contract.events, name)()
+    logs = chain_lib.get_logs(chain, contract.address, from_block)
+    decoded = []
+    for log in logs:
+        event = by_topic.get(bytes(log["topics"][0]))
+        if event is None:
+            raise ValueError(
+                f"log in block {log['blockNumber']} has an unknown topic: the contract at "
+                f"{contract.address} is not the Consortium contract this client knows."
+            )
+        entry = event.process_log(log)
+        decoded.append(
+            (entry["blockNumber"], entry["logIndex"], entry["event"], dict(entry["args"]))
+        )
+    decoded.sort(key=lambda item: item[:2])
+    return [(name, block, args) for block, _, name, args in decoded]
 
 
 def _apply(history: History, name: str, a: dict) -> None:
@@ -136,10 +156,10 @@ def _apply(history: History, name: str, a: dict) -> None:
         entry.accepted = list(a["accepted"])
 
 
-def rebuild(contract, from_block: int = 0) -> History:
+def rebuild(chain, contract, from_block: int = 0) -> History:
     """The history of a deployed consortium contract, from its events."""
     history = History()
-    for name, block, args in read_events(contract, from_block):
+    for name, block, args in read_events(chain, contract, from_block):
         history.events.append((name, block, args))
         _apply(history, name, args)
     return history

@@ -49,7 +49,7 @@ class HistoryTest(absltest.TestCase):
                     )
         accepted = c.finalize(1, sha("m1"))
 
-        hist = history.rebuild(c.contract)
+        hist = history.rebuild(c.chain, c.contract)
         self.assertEqual(
             [m for m, _, _ in hist.members], [addr(n) for n in ["h0", "h1", "h2", "h3"]]
         )
