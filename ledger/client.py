@@ -50,6 +50,21 @@ def as_bytes32(value: bytes | str, what: str) -> bytes:
     return bytes(value)
 
 
+def as_label(value: str, what: str) -> str:
+    """A short text field of a record (at most 32 UTF-8 bytes, as the contract stores).
+
+    Examples:
+      >>> as_label("ct-series", "data type")
+      'ct-series'
+    """
+    if not isinstance(value, str) or not 0 < len(value.encode()) <= 32:
+        raise ValueError(
+            f"{what} {value!r} must be a non-empty text of at most 32 UTF-8 bytes, e.g. "
+            "'ct-series'; shorten it."
+        )
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class RoundInfo:
     """A round as opened on chain.
@@ -107,12 +122,15 @@ class HospitalClient:
 
     def share_record(self, data_hash: bytes | str, data_type: str, size: int) -> int:
         """Records that this hospital shares data with this hash (Fig. 3); returns its id."""
-        receipt = self._send("share_record", as_bytes32(data_hash, "data hash"), data_type, size)
+        data_hash = as_bytes32(data_hash, "data hash")
+        receipt = self._send("share_record", data_hash, as_label(data_type, "data type"), size)
         return self._event(receipt, "RecordShared").record_id
 
     def retrieve_record(self, record_id: int, requester_type: str) -> int:
         """Retrieves a provider's record; returns the record's new transaction count."""
-        receipt = self._send("retrieve_record", record_id, requester_type)
+        receipt = self._send(
+            "retrieve_record", record_id, as_label(requester_type, "requester type")
+        )
         return self._event(receipt, "RecordRetrieved").tx_count
 
     def open_round(self, r: int, model_hash: bytes | str, sampled: Sequence[str]) -> RoundInfo:
@@ -220,6 +238,32 @@ class Consortium:
             leader=self.name_of(leader),
             validators=tuple(self.name_of(v) for v in view.round_validators(r).call()),
             sampled=tuple(self.name_of(s) for s in view.round_sampled(r).call()),
+        )
+
+    def last_finalized_round(self) -> int:
+        """The last round finalized on chain (0 before the first): where a run resumes."""
+        view = self.contract.functions
+        last = view.last_round().call()
+        if last and view.rounds(last).call()[4] != 2:
+            last -= 1
+        return last
+
+    def finalized_model_hash(self, r: int) -> str:
+        """Hex hash of checkpoint r as the chain records it (r = 0: round 1's start).
+
+        Raises:
+          UnknownRound: round r (or round 1, for r = 0) is not finalized (opened) yet.
+        """
+        view = self.contract.functions
+        model_hash, new_model_hash, _, _, state = view.rounds(max(r, 1)).call()
+        if r == 0 and state != 0:
+            return bytes(model_hash).hex()
+        if r > 0 and state == 2:
+            return bytes(new_model_hash).hex()
+        raise errors.UnknownRound(
+            f"checkpoint {r} has no hash on chain yet: round {max(r, 1)} is not "
+            f"{'opened' if r == 0 else 'finalized'}; the last finalized round is "
+            f"{self.last_finalized_round()}."
         )
 
     # The main job's per-round helpers.

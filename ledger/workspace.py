@@ -68,6 +68,11 @@ def create(
             f"hospital names {list(hospital_names)} repeat or use 'deployer': give each "
             "hospital its own name."
         )
+    if not 2 <= num_validators <= len(hospital_names):
+        raise ValueError(
+            f"num_validators={num_validators} with {len(hospital_names)} hospitals: every "
+            "round needs 2 <= num_validators <= the number of hospitals; lower it."
+        )
     chain = chain or chain_lib.in_process()
     compiled = chain_lib.compile_contract()
     deployer = transact.derive_account(key_seed, "deployer")

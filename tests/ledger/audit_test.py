@@ -129,6 +129,19 @@ class AuditTest(absltest.TestCase):
         self.assertEqual(len(report.problems), 1)
         self.assertIn("no finalized round", report.problems[0])
 
+    def test_open_or_resume_continues_the_saved_run(self):
+        run_dir = self.copy_run()
+        resumed = workspace.open_or_resume(run_dir, NAMES)
+        self.assertEqual(resumed.last_finalized_round(), 2)
+        (checkpoint,) = (run_dir / "checkpoints").glob("round_000002-*")
+        self.assertEqual(resumed.finalized_model_hash(2)[:12], checkpoint.name[-12:])
+        with self.assertRaises(ValueError):
+            workspace.open_or_resume(run_dir, ["h0", "h1"])
+
+    def test_create_checks_validator_count(self):
+        with self.assertRaises(ValueError):
+            workspace.create(None, ["a", "b"], num_validators=3)
+
     def test_run_without_ledger(self):
         status, text = run_cli(self.tempdir())
         self.assertEqual(status, 2)

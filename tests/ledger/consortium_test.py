@@ -91,6 +91,15 @@ class RecordsTest(absltest.TestCase):
         self.assertEqual(bytes(provider_id), c.hospital("h1").hospital_id)
         self.assertGreater(timestamp, 0)
 
+    def test_overlong_labels_are_refused_before_sending(self):
+        c = self.world.consortium
+        blocks = c.chain.w3.eth.block_number
+        with self.assertRaises(ValueError):
+            c.hospital("h0").share_record(sha("x"), "x" * 33, 1)
+        with self.assertRaises(ValueError):
+            c.hospital("h0").share_record("not hex", "ct", 1)
+        self.assertEqual(c.chain.w3.eth.block_number, blocks)
+
     def test_retrieval_of_unknown_record_reverts(self):
         with self.assertRaises(errors.UnknownRecord):
             self.world.consortium.hospital("h0").retrieve_record(99, "hospital")
@@ -153,6 +162,19 @@ class RoundTest(parameterized.TestCase):
         self.assertEqual(mask[2], False)
         accepted = self.world.consortium.finalize(1, M1)
         self.assertEqual(accepted, [n for n, ok in zip(FOUNDERS, expected, strict=True) if ok])
+
+    def test_resume_points(self):
+        c = self.world.consortium
+        self.assertEqual(c.last_finalized_round(), 0)
+        with self.assertRaises(errors.UnknownRound):
+            c.finalized_model_hash(0)
+        info = self.open_and_submit()
+        self.assertEqual((c.last_finalized_round(), c.finalized_model_hash(0)), (0, M0.hex()))
+        with self.assertRaises(errors.UnknownRound):
+            c.finalized_model_hash(1)
+        self.vote_all(info, lambda v, n: 0.1)
+        c.finalize(1, M1)
+        self.assertEqual((c.last_finalized_round(), c.finalized_model_hash(1)), (1, M1.hex()))
 
     def test_round_out_of_order_reverts(self):
         with self.assertRaises(errors.RoundOutOfOrder):
