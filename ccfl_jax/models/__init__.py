@@ -12,10 +12,12 @@ from ccfl_jax.models import baselines
 from ccfl_jax.models.capsnet import CapsNet
 from ccfl_jax.models.capsules import capsule_length, dynamic_routing, local_routing, squash
 from ccfl_jax.models.outputs import COVID_CLASS, covid_probability, predicted_class
+from ccfl_jax.models.segcaps import ConvCapsules, SegCaps
 
 MODELS: dict[str, type[nn.Module]] = {
     "capsnet": CapsNet,
     "cnn_small": baselines.CnnSmall,
+    "segcaps": SegCaps,
 }
 
 
@@ -38,6 +40,8 @@ __all__ = [
     "COVID_CLASS",
     "MODELS",
     "CapsNet",
+    "ConvCapsules",
+    "SegCaps",
     "capsule_length",
     "covid_probability",
     "dynamic_routing",

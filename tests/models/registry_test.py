@@ -15,7 +15,7 @@ class RegistryTest(absltest.TestCase):
 
     def test_every_model_declares_its_output_kind(self):
         for name, cls in models.MODELS.items():
-            self.assertIn(cls.output_kind, ("lengths", "logits"), name)
+            self.assertIn(cls.output_kind, ("lengths", "logits", "segmentation"), name)
 
     def test_unknown_name_lists_choices(self):
         with self.assertRaises(UnknownModelError) as caught:
