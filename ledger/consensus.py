@@ -5,8 +5,10 @@ References:
   local model is scored by its mean absolute error; hospitals vote, and the leader's block
   is approved before the round's global model is stored.
 
-The paper states MAE as the score and a threshold gamma but leaves open how several
-validators' scores combine. We fix it as follows, identically here and in the contract:
+The equations' exact text was not at hand when this was written (only the paper's summary:
+local models scored by MAE, hospitals vote, a threshold gamma). This module fixes one
+precise reading, identically here and in the contract; check it against Eq. 17-18 of the
+paper and change both places together if they differ:
 
 * Eq. 17, per validator v and update i:
   ``MAE_v(i) = (1 / n_v) * sum_j |y_j - p_j|``, where ``p_j`` is the probability of the

@@ -17,7 +17,7 @@
       by XOR distance, Eq. 13): one `vote` per update, never on their own.
     - the leader of round r (the closest id): `finalize`, once, with exactly the
       accepted set.
-    Consensus (Eq. 17-18 with gamma): a vote's score is the validator's MAE of the
+    Consensus (our precise reading of Eq. 17-18 with gamma, as in ledger/consensus.py): a vote's score is the validator's MAE of the
     updated model on its own held-out data, times SCORE_SCALE (Eq. 17). A vote passes
     when score <= gamma; an update is accepted when at least `quorum` of its votes pass
     (Eq. 18). Finalizing needs at least `quorum` votes on every submitted update.
