@@ -11,6 +11,7 @@ caches the result by the source's hash; ``deploy`` signs the deployment with a g
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 import struct
 import zlib
@@ -77,7 +78,7 @@ def compile_contract(path: pathlib.Path = CONTRACT_PATH, cache_dir: pathlib.Path
         out = vyper.compile_code(source, output_formats=["abi", "bytecode"])
         data = {"abi": out["abi"], "bytecode": out["bytecode"]}
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
         tmp.replace(cached)
     return Compiled(abi=data["abi"], bytecode=data["bytecode"], source_sha256=digest)

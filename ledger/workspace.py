@@ -7,6 +7,25 @@ every finalized round, so a resumed run continues from the last finalized round.
 
 The in-process demo derives every key from ``key_seed`` and the party's name, and writes
 that seed into deployment.json; a real deployment keeps its keys elsewhere.
+
+One round, as the main job runs it (hashes are hex sha256 strings or 32 bytes):
+
+  >>> import hashlib
+  >>> h = lambda text: hashlib.sha256(text.encode()).hexdigest()
+  >>> ledger = create(None, ["h0", "h1", "h2"], num_validators=3, quorum=2, gamma=0.5)
+  >>> info = ledger.open_round(1, h("checkpoint 0"), ["h0", "h1", "h2"])
+  >>> for name in info.sampled:
+  ...     ledger.submit_update(1, name, h(f"delta {name}"), num_examples=40, local_loss=0.31)
+  >>> for validator in info.validators:  # each scores the others' updates by its MAE
+  ...     for name in info.sampled:
+  ...         if name != validator:
+  ...             _ = ledger.vote(1, validator, name, mae=0.8 if name == "h2" else 0.2)
+  >>> ledger.accepted_mask(1)  # per hospital, in hospital order
+  [True, True, False]
+  >>> ledger.finalize(1, h("checkpoint 1"))  # the leader signs; the chain is saved
+  ['h0', 'h1']
+  >>> ledger.last_finalized_round()
+  1
 """
 
 import json
