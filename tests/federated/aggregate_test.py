@@ -72,8 +72,8 @@ class AggregateTest(chex.TestCase, parameterized.TestCase):
         np.testing.assert_allclose(diag.norms, norms, rtol=1e-5)
         np.testing.assert_array_equal(diag.clipped, norms > clip_norm)
         vc, us = numpy_vc_us(clipped, mask)
-        np.testing.assert_allclose(diag.vc, vc, rtol=1e-4)
-        np.testing.assert_allclose(diag.us, us, rtol=1e-4)
+        np.testing.assert_allclose(diag.vc, vc, rtol=1e-4, atol=1e-9)
+        np.testing.assert_allclose(diag.us, us, rtol=1e-4, atol=1e-9)
         self.assertEqual(float(diag.num_contributing), mask.sum())
         self.assertAlmostEqual(
             float(diag.clipped_fraction), float((norms > clip_norm)[mask].mean()), places=6
