@@ -8,6 +8,7 @@ attribute ``output_kind`` whether ``outputs`` are capsule lengths or logits; use
 import flax.linen as nn
 
 from ccfl_jax.errors import UnknownModelError
+from ccfl_jax.models import multiplane
 from ccfl_jax.models.baselines import VGG16, AlexNet, CnnSmall, MobileNet, MobileNetV2
 from ccfl_jax.models.capsnet import CapsNet
 from ccfl_jax.models.capsules import capsule_length, dynamic_routing, local_routing, squash
@@ -71,6 +72,7 @@ __all__ = [
     "covid_probability",
     "dynamic_routing",
     "get_model",
+    "multiplane",
     "local_routing",
     "predicted_class",
     "squash",
