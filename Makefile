@@ -18,7 +18,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 
 # The main job on the bundled real CT sample.
 demo: venv
-	$(BIN)/python experiments/prepare_data.py --flagfile=experiments/configs/prepare_data.DEMO.flags
+	$(BIN)/python experiments/train_federated.py --flagfile=experiments/configs/train_federated.DEMO.flags
 
 # Lint, format check, doctests and the unit tests (what .ci/run calls).
 test: venv

@@ -30,7 +30,6 @@ from ccfl_jax import checkpoint, data, federated, models, train
 from ccfl_jax.errors import CheckpointIntegrityError, PrivacyBudgetExceededError
 from experiments import consensus_round, evaluation, job_report
 from experiments.job_config import JobConfig, sampling_rate
-from ledger import history
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,12 +137,6 @@ def _write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-def _finalized_rounds(consortium) -> dict[int, str]:
-    """round -> new global model hash (hex) of every round the chain finalized."""
-    hist = history.rebuild(consortium.contract)
-    return {r: e.new_model_hash.hex() for r, e in hist.rounds.items() if e.new_model_hash}
-
-
 class LedgerCheckpointMismatch(CheckpointIntegrityError):
     """The run's checkpoints and its ledger disagree in a way a resume cannot repair."""
 
@@ -161,7 +154,7 @@ def _local_deltas(problem, state, config):
     return deltas, metrics
 
 
-def _recover_finalized_round(problem, config, consortium, state, finalized, workdir):
+def _recover_finalized_round(problem, config, consortium, state, workdir):
     """A kill after the chain finalized round r but before checkpoint r was written: recompute
     round r (deterministic from the seed) with the accepted set the chain recorded, check that
     it hashes to what the chain holds, and write the checkpoint."""
@@ -170,10 +163,11 @@ def _recover_finalized_round(problem, config, consortium, state, finalized, work
     accepted = np.array(consortium.accepted_mask(r), bool)  # hospital order
     deltas, metrics = _local_deltas(problem, state, config)
     state, _ = _aggregate_round(problem, state, sampled, accepted, deltas, metrics)
-    if checkpoint.model_hash(state.params) != finalized[r]:
+    on_chain = consortium.finalized_model_hash(r)
+    if checkpoint.model_hash(state.params) != on_chain:
         raise LedgerCheckpointMismatch(
             f"{workdir}: recomputing round {r} gives model {checkpoint.model_hash(state.params)[:12]}"
-            f" but the chain finalized {finalized[r][:12]}; resume on the machine and version "
+            f" but the chain finalized {on_chain[:12]}; resume on the machine and version "
             "that wrote the run, or start a new run directory."
         )
     federated.save_server_state(str(workdir), state, flags=_flags(config))
@@ -191,11 +185,10 @@ def start_or_resume(problem: Problem, config: JobConfig, workdir: pathlib.Path, 
     state, _, info = federated.restore_server_state(str(workdir), initial)
     if consortium is None:
         return state, info.round
-    finalized = _finalized_rounds(consortium)
-    last = max(finalized, default=0)
+    last = consortium.last_finalized_round()
     if last == info.round + 1:
-        state = _recover_finalized_round(problem, config, consortium, state, finalized, workdir)
-    elif last != info.round or (last and finalized[last] != info.hash):
+        state = _recover_finalized_round(problem, config, consortium, state, workdir)
+    elif last != info.round or (last and consortium.finalized_model_hash(last) != info.hash):
         raise LedgerCheckpointMismatch(
             f"{workdir}: the chain's last finalized round is {last} but the latest checkpoint is "
             f"round {info.round} ({info.hash[:12]}); run `python -m ledger.audit --run_dir "

@@ -11,12 +11,16 @@ on the same chain. ``python -m ledger.audit --run_dir WORKDIR`` audits it at any
 
 import json
 
+import jax
 from absl import app, flags, logging
 
 from experiments import federated_job, job_config
 
 job_config.define_flags()
 _WORKDIR = flags.DEFINE_string("workdir", "runs/federated_demo", "The run's folder.")
+_JAX_CACHE_DIR = flags.DEFINE_string(
+    "jax_cache_dir", "runs/jax_cache", "Persistent XLA compilation cache ('' for none)."
+)
 
 
 def main(argv):
@@ -25,6 +29,8 @@ def main(argv):
     config = job_config.config_from_flags()
     print("config:", json.dumps(config.__dict__))
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+    if _JAX_CACHE_DIR.value:
+        jax.config.update("jax_compilation_cache_dir", _JAX_CACHE_DIR.value)
     metrics = federated_job.train_and_evaluate(config, _WORKDIR.value)
     print(federated_job.describe(metrics, _WORKDIR.value))
 

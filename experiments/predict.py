@@ -1,0 +1,46 @@
+r"""Classifies scans with a trained run's final model, after checking it against the ledger.
+
+Run from the repository root:
+
+  python experiments/predict.py --run_dir=runs/federated_demo --inputs=data/labels.csv \
+      --out=runs/federated_demo/predictions.csv
+
+--inputs is a manifest CSV (a ``path`` column; ``label`` and ``patient_id`` optional), a folder
+of scans (DICOM, NIfTI, PNG/JPG files, and sub-folders read as DICOM series) or one scan. Writes a
+CSV of per-image P(covid) and decisions at the run's validation-chosen threshold, with an
+``error`` column naming why a scan could not be read (the others are still classified), and,
+where patient ids are known, ``*_patients.csv`` with per-patient means. Refuses a checkpoint
+whose hash is not the ledger's last finalized global model.
+"""
+
+import pathlib
+
+from absl import app, flags, logging
+
+from experiments import predictions
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "The trained run's folder.", required=True)
+_INPUTS = flags.DEFINE_string("inputs", None, "Manifest CSV, folder or scan.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Output CSV (default: RUN_DIR/predictions.csv).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    trusted = predictions.load_trusted_model(_RUN_DIR.value)
+    print(f"model of round {trusted.round}, hash {trusted.model_hash[:12]}... matches the ledger")
+    rows = predictions.classify(trusted, predictions.list_inputs(_INPUTS.value))
+    out = pathlib.Path(_OUT.value or pathlib.Path(_RUN_DIR.value) / "predictions.csv")
+    predictions.write_csv(out, rows, predictions.OUTPUT_COLUMNS)
+    patients = predictions.per_patient(rows, trusted.threshold)
+    if patients:
+        patients_out = out.with_name(out.stem + "_patients.csv")
+        predictions.write_csv(patients_out, patients, patients[0].keys())
+        print(f"wrote {patients_out} ({len(patients)} patients)")
+    failed = sum(1 for row in rows if row["error"])
+    print(f"wrote {out}: {len(rows) - failed} scans classified, {failed} unreadable")
+
+
+if __name__ == "__main__":
+    app.run(main)
