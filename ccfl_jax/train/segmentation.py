@@ -10,10 +10,14 @@ References:
 
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import tqdm
 
 from ccfl_jax.train.losses import masked_mean, weighted_binary_cross_entropy
+from ccfl_jax.train.steps import batch_indices, make_train_step
 from ccfl_jax.typing import Array, Params, PRNGKey
 
 SEGMENTATION_RECONSTRUCTION_WEIGHT = 0.1
@@ -95,3 +99,57 @@ def make_segmentation_eval_step(model) -> Callable:
         return model.apply({"params": params}, images, train=False)[0]
 
     return eval_step
+
+
+def train_segmentation(
+    model,
+    params: Params,
+    images: np.ndarray,
+    masks: np.ndarray,
+    *,
+    steps: int,
+    batch_size: int,
+    optimizer: optax.GradientTransformation,
+    rng: PRNGKey,
+    reconstruction_weight: float = SEGMENTATION_RECONSTRUCTION_WEIGHT,
+    progress: bool = True,
+) -> tuple[Params, dict]:
+    """Trains SegCaps on ``images [M, Y, X, 1]`` and lesion ``masks [M, Y, X, 1]``.
+
+    The BCE's positive weight is the background / lesion pixel ratio of ``masks``.
+
+    Returns:
+      ``(params, history)`` with per-step lists ``'loss'``, ``'bce'`` and ``'dice'``.
+    """
+    loss_fn = make_segmentation_loss_fn(
+        model,
+        positive_weight=positive_weight(masks),
+        reconstruction_weight=reconstruction_weight,
+    )
+    step = jax.jit(make_train_step(loss_fn, optimizer))
+    opt_state = optimizer.init(params)
+    seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
+    order = batch_indices(len(images), batch_size, steps, seed)
+    history = {"loss": [], "bce": [], "dice": []}
+    rows = np.ones(batch_size, bool)
+    for index in tqdm.trange(steps, disable=not progress, desc="train segcaps"):
+        take = order[index]
+        batch = {"images": images[take], "masks": masks[take], "mask": rows}
+        params, opt_state, aux = step(params, opt_state, batch, jax.random.fold_in(rng, index))
+        for key in history:
+            history[key].append(float(aux[key]))
+    return params, history
+
+
+def predict_probabilities(
+    model, params: Params, images: np.ndarray, *, batch_size: int = 8
+) -> np.ndarray:
+    """Per-pixel lesion probability ``[M, Y, X, 1]`` of ``images [M, Y, X, 1]``, batch by batch."""
+    step = jax.jit(make_segmentation_eval_step(model))
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        chunk = np.asarray(images[start : start + batch_size], np.float32)
+        pad = batch_size - len(chunk)
+        padded = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+        outputs.append(np.asarray(step(params, padded))[: len(chunk)])
+    return np.concatenate(outputs) if outputs else np.zeros((0, *images.shape[1:]), np.float32)
