@@ -25,16 +25,21 @@ WORKER = pathlib.Path(__file__).with_name("resume_worker.py")
 REPO = pathlib.Path(__file__).parents[2]
 
 
-def run_worker(run_dir, rounds, delay=0.0):
-    out = subprocess.run(
+def start_worker(run_dir, rounds, delay=0.0):
+    return subprocess.Popen(
         [sys.executable, str(WORKER), str(run_dir), str(rounds), str(delay)],
-        capture_output=True,
-        text=True,
         cwd=REPO,
-        timeout=240,
-        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def finish_worker(proc):
+    out, _ = proc.communicate(timeout=240)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{WORKER.name} failed with exit code {proc.returncode}")
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def small_state(seed=0):
@@ -120,22 +125,19 @@ class KillAndResumeTest(absltest.TestCase):
     def test_killed_run_resumes_to_the_uninterrupted_result(self):
         rounds = 5
         with tempfile.TemporaryDirectory() as straight, tempfile.TemporaryDirectory() as killed:
-            reference = run_worker(straight, rounds)
-            proc = subprocess.Popen(
-                [sys.executable, str(WORKER), killed, str(rounds), "1.0"],
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            victim = start_worker(killed, rounds, delay=0.7)
+            straight_run = start_worker(straight, rounds)  # the uninterrupted run, meanwhile
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 done = [info.round for info in checkpoint.list_checkpoints(killed)]
                 if done and max(done) >= 2:
                     break
                 time.sleep(0.1)
-            os.kill(proc.pid, signal.SIGKILL)
-            self.assertEqual(proc.wait(timeout=30), -signal.SIGKILL)  # it did not finish
-            resumed = run_worker(killed, rounds)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.communicate(timeout=30)
+            self.assertEqual(victim.returncode, -signal.SIGKILL)  # it did not finish
+            resumed = finish_worker(start_worker(killed, rounds))
+            reference = finish_worker(straight_run)
             self.assertGreaterEqual(resumed[-1]["resumed_from"], 2)
             self.assertLess(resumed[-1]["resumed_from"], rounds)
             self.assertEqual(resumed[-1]["hash"], reference[-1]["hash"])

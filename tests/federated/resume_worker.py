@@ -17,9 +17,8 @@ def main(run_dir: str, rounds: int, delay: float) -> None:
     from ccfl_jax import federated as fl
     from ccfl_jax.federated import testing
 
-    model = testing.TinyConvNet(features=4)
     local_update = fl.make_local_update(
-        testing.conv_loss_fn(model), optax.adam(1e-2), local_steps=2, batch_size=4
+        testing.linear_loss_fn, optax.adam(1e-2), local_steps=2, batch_size=4
     )
     aggregator = fl.dp_aggregate(
         0.5, 0.3, server_optimizer=fl.make_server_optimizer("fedadam", 0.05), denominator=3.0
@@ -27,7 +26,7 @@ def main(run_dir: str, rounds: int, delay: float) -> None:
     algorithm = fl.federated_averaging(
         local_update, aggregator, fl.poisson_sampler(4, 0.75), strategy="loop"
     )
-    initial = algorithm.init(testing.conv_params(model, 6), jax.random.PRNGKey(7))
+    initial = algorithm.init(testing.linear_params(6), jax.random.PRNGKey(7))
 
     def on_round(state, output, eps):
         del output
