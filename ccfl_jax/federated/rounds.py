@@ -7,9 +7,11 @@ delta (local params minus global params). It never sees the hospital axis.
 ``hospital_runner`` maps it over the leading hospital axis with one of three strategies:
 
 * ``'vmap'``: all replicas batched in one program (the fast one on GPU/TPU);
-* ``'loop'``: one compiled step called per hospital from Python (fedjax's default approach).
-  On a 2-core CPU, vmap over 8 replicas of a small conv net was about 2x slower than this loop,
-  because vmapped convolutions with per-replica weights become grouped convolutions;
+* ``'loop'``: one compiled K-step local update called per hospital from Python. On a 2-core
+  CPU, vmap over replicas of a small conv net is slower than this loop, because vmapped
+  convolutions with per-replica weights become grouped convolutions (benchmarks/federated_bench:
+  ``cnn_small``, 32x32, K = 4: loop 1.8-2.7x the hospital-steps/s of vmap at H = 4, 8, 16, on
+  a loaded machine);
 * ``'shard'``: the hospital axis split over devices with ``jax.shard_map`` (each device vmaps
   its own block); hospitals are padded to a multiple of the device count and the padding dropped.
 
