@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ccfl_jax import checkpoint
 from ccfl_jax.federated import aggregate as aggregate_lib
@@ -112,6 +113,7 @@ def federated_averaging(
     *,
     strategy: str = "auto",
     local_laplace: LocalLaplace | None = None,
+    skip_unsampled: bool = False,
 ) -> FederatedAlgorithm:
     """Builds DP federated averaging from a local update, an aggregator and a sampler.
 
@@ -121,10 +123,13 @@ def federated_averaging(
       sampler: from :mod:`ccfl_jax.federated.sampling`; its H must match the data.
       strategy: hospital-axis strategy (``'auto'``, ``'vmap'``, ``'loop'``, ``'shard'``).
       local_laplace: optional local Laplace noise each hospital adds to its delta (Eq. 15).
+      skip_unsampled: if True, ``compute_deltas`` returns zero deltas and metrics for the
+        hospitals this round did not sample, and the ``'loop'`` strategy does not train them
+        (saving (H - m) / H of the local compute). If False, every hospital trains every round
+        (static shapes) and the unsampled deltas are masked out in aggregation.
 
     Returns:
-      A :class:`FederatedAlgorithm`. Hospitals train every round whether sampled or not (static
-      shapes); the unsampled ones' deltas are masked out in aggregation.
+      A :class:`FederatedAlgorithm`.
     """
     runner = rounds.hospital_runner(local_update, strategy=strategy)
     aggregate_step = jax.jit(aggregator.update)
@@ -153,9 +158,15 @@ def federated_averaging(
     def compute_deltas_fn(state, data):
         keys = round_keys(state)
         hospital_keys = jax.random.split(keys[_HOSPITALS], sampler.num_hospitals)
-        deltas, metrics = runner.run(state.params, data, hospital_keys)
+        active = np.asarray(sample_fn(state)) if skip_unsampled else None
+        deltas, metrics = runner.run(state.params, data, hospital_keys, active)
         if perturb is not None:
             deltas = perturb(deltas, keys[_LOCAL_NOISE])
+            if active is not None:  # skipped hospitals share nothing, not noise
+                deltas = jax.tree.map(
+                    lambda x: jnp.where(np.reshape(active, (-1,) + (1,) * (x.ndim - 1)), x, 0),
+                    deltas,
+                )
         return deltas, metrics
 
     def aggregate_fn(state, deltas, mask, num_examples=None):

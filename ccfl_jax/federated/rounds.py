@@ -42,7 +42,9 @@ class HospitalRunner(NamedTuple):
     """Runs a local update over every hospital.
 
     Attributes:
-      run: ``run(global_params, data, rngs [H]) -> (deltas [H, ...], metrics [H])``.
+      run: ``run(global_params, data, rngs [H], active=None) -> (deltas [H, ...], metrics [H])``.
+        With ``active`` ([H] bool, concrete), inactive hospitals output zeros; the ``'loop'``
+        strategy does not train them at all, the others train and then zero them.
       strategy: the strategy actually used (``'auto'`` resolved).
     """
 
@@ -171,9 +173,24 @@ def hospital_runner(local_update: LocalUpdate, *, strategy: str = "auto") -> Hos
     else:
         mapped = _shard(vmapped)
 
-    def run(global_params, data, rngs):
+    def run(global_params, data, rngs, active=None):
         check_hospital_data(data, num_hospitals=len(rngs))
-        return mapped(global_params, {k: data[k] for k in DATA_KEYS}, rngs)
+        data = {k: data[k] for k in DATA_KEYS}
+        if active is None:
+            return mapped(global_params, data, rngs)
+        active = np.asarray(active, bool)
+        if active.shape != (len(rngs),):
+            raise HospitalDataError(
+                f"active has shape {active.shape}; expected [{len(rngs)}] (one per hospital)."
+            )
+        if chosen == "loop":
+            out = mapped(global_params, data, rngs, active)
+        else:
+            out = mapped(global_params, data, rngs)
+        keep = jnp.asarray(active)
+        return jax.tree.map(
+            lambda x: jnp.where(jnp.reshape(keep, (-1,) + (1,) * (x.ndim - 1)), x, 0), out
+        )
 
     return HospitalRunner(run=run, strategy=chosen)
 
@@ -239,12 +256,17 @@ def _zero_padding(values, mask):
 
 
 def _loop(step: LocalUpdate):
-    def mapped(global_params, data, rngs):
-        outs = [
-            step(global_params, jax.tree.map(lambda x, h=h: x[h], data), rngs[h])
-            for h in range(len(rngs))
-        ]
-        return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+    def mapped(global_params, data, rngs, active=None):
+        outs = {}
+        for h in range(len(rngs)):
+            if active is None or active[h]:  # a host-side decision on concrete data
+                outs[h] = step(global_params, jax.tree.map(lambda x, h=h: x[h], data), rngs[h])
+        if len(outs) < len(rngs):  # skipped hospitals: zeros of the output's shapes
+            first = jax.tree.map(lambda x: x[0], data)
+            shapes = jax.eval_shape(step, global_params, first, rngs[0])
+            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            outs = {h: outs.get(h, zeros) for h in range(len(rngs))}
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *[outs[h] for h in range(len(rngs))])
 
     return mapped
 

@@ -80,6 +80,23 @@ class FedAvgTest(absltest.TestCase):
             state, _ = algorithm.apply(state, self.data)
         self.assertEqual(int(state.round), 3)
 
+    def test_skipping_unsampled_hospitals_changes_nothing_aggregated(self):
+        skipping = fedavg.federated_averaging(
+            self.local_update,
+            aggregate.dp_aggregate(1.0, 0.1),
+            sampling.fixed_size_sampler(H, 3),
+            strategy="loop",
+            skip_unsampled=True,
+        )
+        state = skipping.init(self.params, jax.random.PRNGKey(5))
+        sampled = np.asarray(skipping.sample(state))
+        deltas, metrics = skipping.compute_deltas(state, self.data)
+        for leaf in jax.tree.leaves((deltas, metrics)):
+            np.testing.assert_array_equal(np.asarray(leaf)[~sampled], 0)
+        skipped, _ = skipping.apply(state, self.data)
+        full, _ = self.algorithm.apply(state, self.data)
+        chex.assert_trees_all_close(skipped.params, full.params, rtol=1e-5, atol=1e-7)
+
     def test_local_laplace_noise_reaches_the_deltas(self):
         noisy = fedavg.federated_averaging(
             self.local_update,

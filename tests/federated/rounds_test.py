@@ -23,18 +23,27 @@ class StrategiesTest(parameterized.TestCase):
         )
         cls.data = testing.synthetic_hospitals(H, N, SIZE, pad_value=np.nan)
         cls.keys = jax.random.split(jax.random.PRNGKey(0), H)
-        cls.results = {
-            strategy: rounds.run_hospitals(
-                cls.local_update, cls.params, cls.data, cls.keys, strategy=strategy
-            )
-            for strategy in ("vmap", "loop", "shard")
-        }
+        cls.active = np.array([True, False, True, True, False])
+        cls.results, cls.partial = {}, {}
+        for strategy in ("vmap", "loop", "shard"):
+            runner = rounds.hospital_runner(cls.local_update, strategy=strategy)
+            cls.results[strategy] = runner.run(cls.params, cls.data, cls.keys)
+            cls.partial[strategy] = runner.run(cls.params, cls.data, cls.keys, cls.active)
 
     @parameterized.parameters("loop", "shard")
     def test_strategies_agree_with_vmap(self, strategy):
         chex.assert_trees_all_close(
             self.results[strategy], self.results["vmap"], rtol=1e-5, atol=1e-6
         )
+
+    @parameterized.parameters("vmap", "loop", "shard")
+    def test_inactive_hospitals_output_zeros_and_active_ones_are_unchanged(self, strategy):
+        partial, full = self.partial[strategy], self.results["vmap"]
+        for got, want in zip(jax.tree.leaves(partial), jax.tree.leaves(full)):
+            np.testing.assert_array_equal(np.asarray(got)[~self.active], 0)
+            np.testing.assert_allclose(
+                np.asarray(got)[self.active], np.asarray(want)[self.active], rtol=1e-5, atol=1e-6
+            )
 
     def test_outputs_have_the_hospital_axis_and_are_finite(self):
         # Padded rows hold NaN: any read of them would poison the deltas.
