@@ -12,7 +12,6 @@ from ccfl_jax.federated.aggregate import (
     dp_aggregate,
     hospital_norms,
     hospital_sum,
-    laplace_perturb,
     make_server_optimizer,
     variance_and_scale,
 )
@@ -27,6 +26,7 @@ from ccfl_jax.federated.fedavg import (
     save_server_state,
     stack_hospital_data,
 )
+from ccfl_jax.federated.local_dp import laplace_perturb
 from ccfl_jax.federated.loop import train
 from ccfl_jax.federated.privacy import (
     PrivacyState,

@@ -12,8 +12,10 @@ on one hospital's participation beyond the Gaussian-on-sum analysis of the accou
 ``denominator=q * H`` (the expected count, :attr:`Sampler.expected_count`) so that the sum's
 sensitivity S is scaled by a public constant and the RDP accountant's epsilon holds as computed.
 
+Local Laplace noise (Eq. 14-16) lives in ``local_dp.py``.
+
 References:
-  Kumar et al. 2020, arXiv 2007.06537, Eq. 8-11 and 14-16; Geyer, Klein and Nabi 2017,
+  Kumar et al. 2020, arXiv 2007.06537, Eq. 8-11; Geyer, Klein and Nabi 2017,
   "Differentially private federated learning: a client level perspective" (Vc, Us);
   Reddi et al. 2021, "Adaptive federated optimization" (FedAdam).
 """
@@ -174,32 +176,6 @@ def hospital_sum(coefficients: Array, x: Array, included: Mask) -> Array:
         return total + coefficients[h] * jnp.where(included[h], x[h], jnp.zeros((), x.dtype))
 
     return jax.lax.fori_loop(0, x.shape[0], add, jnp.zeros(x.shape[1:], x.dtype))
-
-
-def laplace_perturb(delta: Params, rng: PRNGKey, *, sensitivity: float, epsilon: float) -> Params:
-    """Local DP: adds Laplace(0, b) noise with b = sensitivity / epsilon to every entry (Eq. 15).
-
-    A hospital calls this on its own delta before sharing it; one key per leaf.
-
-    Args:
-      delta: one hospital's delta pytree (no hospital axis).
-      rng: a PRNG key.
-      sensitivity: the L1 sensitivity Delta f of the shared quantity (Eq. 14).
-      epsilon: the local privacy parameter, > 0.
-
-    Returns:
-      the perturbed delta, same structure.
-    """
-    if sensitivity <= 0 or epsilon <= 0:
-        raise FederatedConfigError(
-            f"local Laplace noise needs sensitivity > 0 and epsilon > 0, got "
-            f"sensitivity={sensitivity}, epsilon={epsilon}."
-        )
-    scale = sensitivity / epsilon  # Eq. 15
-    leaves, treedef = jax.tree.flatten(delta)
-    keys = jax.random.split(rng, len(leaves))
-    noisy = [x + scale * jax.random.laplace(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
-    return jax.tree.unflatten(treedef, noisy)
 
 
 def check_deltas(deltas: Deltas, params: Params, num_hospitals: int | None = None) -> int:

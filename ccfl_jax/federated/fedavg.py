@@ -28,7 +28,7 @@ import numpy as np
 
 from ccfl_jax import checkpoint
 from ccfl_jax.federated import aggregate as aggregate_lib
-from ccfl_jax.federated import rounds, sampling
+from ccfl_jax.federated import local_dp, rounds, sampling
 from ccfl_jax.typing import Array, Params, PRNGKey
 
 # Independent random streams of one round, folded into the round key.
@@ -137,7 +137,7 @@ def federated_averaging(
     def perturb(deltas, key):
         keys = jax.random.split(key, sampler.num_hospitals)
         return jax.vmap(
-            lambda d, k: aggregate_lib.laplace_perturb(
+            lambda d, k: local_dp.laplace_perturb(
                 d, k, sensitivity=local_laplace.sensitivity, epsilon=local_laplace.epsilon
             )
         )(deltas, keys)

@@ -1,4 +1,4 @@
-"""The DP aggregation kernel against an independent NumPy reading of Eq. 8-11 and 15."""
+"""The DP aggregation kernel against an independent NumPy reading of Eq. 8-11."""
 
 import chex
 import jax
@@ -174,12 +174,6 @@ class AggregateTest(chex.TestCase, parameterized.TestCase):
             velocity = beta * velocity + avg  # heavy ball on the pseudo-gradient -avg
             expected = expected + lr * velocity
         np.testing.assert_allclose(numpy_like_flat(current), expected, rtol=1e-5)
-
-    def test_laplace_noise_scale_is_sensitivity_over_epsilon(self):
-        # Laplace(b) has mean |x| = b; 20000 samples give a relative standard error ~0.7 %.
-        delta = {"w": np.zeros((20000,), np.float32)}
-        out = aggregate.laplace_perturb(delta, jax.random.PRNGKey(3), sensitivity=0.2, epsilon=0.5)
-        self.assertAlmostEqual(float(np.abs(out["w"]).mean()) / 0.4, 1.0, delta=0.03)
 
     def test_wrong_structure_or_shape_is_a_named_error(self):
         agg = aggregate.dp_aggregate(1.0)
