@@ -114,7 +114,7 @@ def clip_deltas(deltas: Deltas, clip_norm: float) -> tuple[Deltas, Array]:
 
 
 def variance_and_scale(
-    deltas: Deltas, mask: Mask, scale: Array | None = None
+    deltas: Deltas, mask: Mask, scale: Array | None = None, means: Params | None = None
 ) -> tuple[Array, Array]:
     """Between-hospital variance Vc and update scale Us over the masked hospitals.
 
@@ -126,6 +126,8 @@ def variance_and_scale(
       mask: [H] bool or {0, 1}.
       scale: optional [H] factors applied to each delta first (the clip factors), so that the
         clipped deltas need not be materialized.
+      means: optional, the masked mean of the scaled deltas (params structure) if the caller
+        has it already; saves one pass over the deltas.
 
     Returns:
       (vc, us) scalars; both 0 when no hospital is in the mask.
@@ -134,9 +136,13 @@ def variance_and_scale(
     weights = mask.astype(jnp.float32)
     count = jnp.maximum(weights.sum(), 1.0)
     scale = jnp.ones_like(weights) if scale is None else scale
+    leaves = [jnp.asarray(x) for x in jax.tree.leaves(deltas)]
+    if means is None:
+        means = [hospital_sum(weights * scale / count, x, included) for x in leaves]  # Eq. 10
+    else:
+        means = jax.tree.leaves(means)
     sq_dev, sq_mean, size = 0.0, 0.0, 0
-    for x in map(jnp.asarray, jax.tree.leaves(deltas)):
-        mean = hospital_sum(weights * scale / count, x, included)  # Eq. 10
+    for x, mean in zip(leaves, means):
 
         def add_deviation(h, total, x=x, mean=mean):
             deviation = jnp.sum((scale[h] * x[h] - mean) ** 2)
@@ -315,14 +321,17 @@ def dp_aggregate(
         coefficients = weights * scale  # the clipped sum, without materializing clipped deltas
         summed = jax.tree.map(lambda x: hospital_sum(coefficients, x, included), deltas)
         noise_std = noise_multiplier * (clip_norm or 0.0)
+        noisy = summed
         if noise_multiplier > 0:
-            summed = _add_gaussian(summed, rng, noise_std)  # Eq. 8: N(0, sigma^2 S^2)
+            noisy = _add_gaussian(summed, rng, noise_std)  # Eq. 8: N(0, sigma^2 S^2)
         divisor = total if weighting == "examples" else m_t
-        average = jax.tree.map(lambda s: s / divisor, summed)  # Eq. 8: 1 / m_t
+        average = jax.tree.map(lambda s: s / divisor, noisy)  # Eq. 8: 1 / m_t
         pseudo_grad = jax.tree.map(jnp.negative, average)
         updates, opt_state = optimizer.update(pseudo_grad, state.server_opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        vc, us = variance_and_scale(deltas, mask, scale)
+        # With uniform weights the clipped sum / count is the masked mean Vc needs (Eq. 10).
+        means = jax.tree.map(lambda x: x / jnp.maximum(count, 1.0), summed)
+        vc, us = variance_and_scale(deltas, mask, scale, means if weighting == "uniform" else None)
         diagnostics = AggregateDiagnostics(
             norms=norms,
             clipped=was_clipped,

@@ -138,13 +138,28 @@ class AggregateTest(chex.TestCase, parameterized.TestCase):
         self.assertEqual(float(diag_clean.vc), float(diag_dirty.vc))
         self.assertEqual(float(diag_clean.us), float(diag_dirty.us))
 
+    def test_diagnostics_describe_the_clipped_deltas_not_the_noise(self):
+        deltas = random_deltas(5, seed=13)
+        mask = np.array([1, 1, 0, 1, 1], bool)
+        params = zeros_params()
+        _, clipped = numpy_eq8(deltas, mask, 0.8)[1:]
+        vc, us = numpy_vc_us(clipped, mask)
+        for sigma in (0.0, 3.0):
+            agg = aggregate.dp_aggregate(0.8, sigma)
+            _, _, diag = jax.jit(agg.update)(
+                deltas, jnp.asarray(mask), agg.init(params), params, jax.random.PRNGKey(1)
+            )
+            with self.subTest(sigma=sigma):
+                np.testing.assert_allclose(diag.vc, vc, rtol=1e-4)
+                np.testing.assert_allclose(diag.us, us, rtol=1e-4)
+
     def test_example_weighted_fedavg_matches_numpy(self):
         deltas = random_deltas(4, seed=9)
         mask = np.array([1, 1, 0, 1], bool)
         counts = np.array([10, 3, 50, 7])
         agg = aggregate.dp_aggregate(None, weighting="examples")
         params = zeros_params()
-        new, _, _ = jax.jit(agg.update)(
+        new, _, diag = jax.jit(agg.update)(
             deltas,
             jnp.asarray(mask),
             agg.init(params),
@@ -152,8 +167,11 @@ class AggregateTest(chex.TestCase, parameterized.TestCase):
             jax.random.PRNGKey(0),
             num_examples=counts,
         )
-        expected, _, _ = numpy_eq8(deltas, mask, None, weights=counts)
+        expected, _, unclipped = numpy_eq8(deltas, mask, None, weights=counts)
         np.testing.assert_allclose(numpy_like_flat(new), expected, rtol=1e-5, atol=1e-6)
+        vc, us = numpy_vc_us(unclipped, mask)  # Vc, Us stay unweighted (Eq. 9-11)
+        np.testing.assert_allclose(diag.vc, vc, rtol=1e-4)
+        np.testing.assert_allclose(diag.us, us, rtol=1e-4)
 
     def test_server_momentum_matches_manual_fedavgm(self):
         deltas = random_deltas(3, seed=11)
