@@ -9,9 +9,9 @@ delta (local params minus global params). It never sees the hospital axis.
 * ``'vmap'``: all replicas batched in one program (the fast one on GPU/TPU);
 * ``'loop'``: one compiled K-step local update called per hospital from Python. On a 2-core
   CPU, vmap over replicas of a small conv net is slower than this loop, because vmapped
-  convolutions with per-replica weights become grouped convolutions (benchmarks/federated_bench:
-  ``cnn_small``, 32x32, K = 4: loop 1.8-2.7x the hospital-steps/s of vmap at H = 4, 8, 16, on
-  a loaded machine);
+  convolutions with per-replica weights become grouped convolutions (benchmarks/federated_bench,
+  ``cnn_small``, 32x32, K = 4, two quick runs on a heavily shared 2-core machine: loop ran 0.9x
+  to 2.7x the hospital-steps/s of vmap at H = 4, 8, 16, ahead in 5 of 6; the figures are noisy);
 * ``'shard'``: the hospital axis split over devices with ``jax.shard_map`` (each device vmaps
   its own block); hospitals are padded to a multiple of the device count and the padding dropped.
 
@@ -59,6 +59,7 @@ def make_local_update(
     local_steps: int,
     batch_size: int,
     proximal_mu: float = 0.0,
+    unroll: int | bool = True,
 ) -> LocalUpdate:
     """Builds ``local_update(global_params, hospital_data, rng) -> (delta, metrics)``.
 
@@ -76,6 +77,8 @@ def make_local_update(
       local_steps: K >= 1.
       batch_size: B >= 1.
       proximal_mu: FedProx coefficient mu >= 0.
+      unroll: ``lax.scan``'s unroll of the K steps; True (all) is much faster on CPU, an
+        integer bounds compile time for large K.
 
     Returns:
       ``local_update``: for one hospital, ``hospital_data = {'images': [N, ...], 'labels': [N],
@@ -120,7 +123,7 @@ def make_local_update(
 
         init = (global_params, hospital_optimizer.init(global_params))
         keys = jax.random.split(rng, local_steps)
-        (params, _), (losses, aux) = jax.lax.scan(step, init, keys)
+        (params, _), (losses, aux) = _scan(step, init, keys, unroll)
         delta = jax.tree.map(jnp.subtract, params, global_params)
         metrics = {k: jnp.mean(v) for k, v in aux.items()}
         metrics.update(
@@ -246,6 +249,22 @@ def check_hospital_data(data: dict, num_hospitals: int | None = None) -> int:
             "pass one key per hospital."
         )
     return mask_shape[0]
+
+
+def _scan(step, init, keys, unroll: int | bool):
+    """``lax.scan(step, init, keys)``; ``unroll=True`` traces the steps one after another.
+
+    XLA:CPU runs convolutions inside a while loop about 20x slower than outside one (measured:
+    5 CapsNet steps at 64 x 64, 14.5 s rolled vs 0.7 s unrolled, 2 cores), and ``lax.scan``
+    keeps a loop even for ``unroll=True`` when there is a single step.
+    """
+    if unroll is not True:
+        return jax.lax.scan(step, init, keys, unroll=unroll)
+    carry, outputs = init, []
+    for key in keys:
+        carry, out = step(carry, key)
+        outputs.append(out)
+    return carry, jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
 
 
 def _zero_padding(values, mask):
