@@ -284,6 +284,7 @@ def run(config: SegmentConfig, workdir) -> dict:
             "positive_weight": segmentation.positive_weight(masks),
             "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None,
+            "losses": losses,
             "test_dice": dice,
         },
         "series": {
@@ -345,6 +346,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     values = flags.FLAGS
+    for name in ("image_size", "cube"):
+        if values[name].value < 8 or values[name].value % 8:
+            raise app.UsageError(f"--{name}={values[name].value}: SegCaps needs a multiple of 8.")
     config = SegmentConfig(
         **{f.name: values[f.name].value for f in dataclasses.fields(SegmentConfig)}
     )

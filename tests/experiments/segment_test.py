@@ -87,6 +87,14 @@ class LoadSemisegTest(absltest.TestCase):
                 segment.load_semiseg(empty, "train", 16)
 
 
+class FlagsTest(absltest.TestCase):
+    def test_cube_not_a_multiple_of_8_is_refused(self):
+        cmd = [sys.executable, "experiments/segment.py", "--cube=12", "--workdir=/nonexistent"]
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("--cube=12: SegCaps needs a multiple of 8", result.stderr)
+
+
 class SmokeRunTest(absltest.TestCase):
     """The script on its SMOKE config: it runs, and its outputs hang together."""
 
