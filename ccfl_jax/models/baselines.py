@@ -94,8 +94,9 @@ class CnnSmall(nn.Module):
     Examples:
       >>> import jax, jax.numpy as jnp
       >>> model = CnnSmall()
-      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 1)))
-      >>> model.apply(variables, jnp.zeros((3, 16, 16, 1)))[0].shape
+      >>> outputs, variables = jax.eval_shape(
+      ...     model.init_with_output, jax.random.key(0), jnp.zeros((3, 16, 16, 1)))
+      >>> outputs[0].shape
       (3, 2)
     """
 

@@ -111,8 +111,7 @@ class CapsNet(nn.Module):
       >>> import jax, jax.numpy as jnp
       >>> model = CapsNet(conv_features=(8,), primary_types=4, primary_dims=4, class_dims=8)
       >>> images = jnp.zeros((2, 32, 32, 1))
-      >>> variables = model.init(jax.random.key(0), images)
-      >>> lengths, aux = model.apply(variables, images)
+      >>> lengths, aux = jax.eval_shape(model.init_with_output, jax.random.key(0), images)[0]
       >>> lengths.shape, aux['poses'].shape, aux['reconstruction'].shape
       ((2, 2), (2, 2, 8), (2, 32, 32, 1))
     """
