@@ -14,6 +14,8 @@ delta (local params minus global params). It never sees the hospital axis.
   to 2.7x the hospital-steps/s of vmap at H = 4, 8, 16, ahead in 5 of 6; the figures are noisy);
 * ``'shard'``: the hospital axis split over devices with ``jax.shard_map`` (each device vmaps
   its own block); hospitals are padded to a multiple of the device count and the padding dropped.
+  One process only: a multi-host run (``jax.distributed``) would also need the data built as
+  global arrays from process-local shards, which is not implemented.
 
 All three give the same result to float tolerance. ``'auto'`` (see :func:`pick_strategy`)
 chooses from the backend and device count, and the runner reports what it picked.
