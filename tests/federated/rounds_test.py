@@ -94,7 +94,7 @@ class LocalUpdateTest(parameterized.TestCase):
             local_update = rounds.make_local_update(
                 testing.linear_loss_fn,
                 optax.sgd(0.05),
-                local_steps=10,
+                local_steps=4,
                 batch_size=8,
                 proximal_mu=mu,
             )
