@@ -92,6 +92,23 @@ class StepsTest(absltest.TestCase):
             first = float(aux["loss"]) if first is None else first
         self.assertLess(float(aux["loss"]), first / 2)
 
+    def test_train_step_vmaps_over_hospitals(self):
+        optimizer = optax.sgd(0.1)
+        step = steps.make_train_step(steps.make_loss_fn(self.model), optimizer)
+        batches = [synthetic_batch(4, seed) for seed in (0, 1)]
+        batches[1]["mask"] = np.array([True, True, False, False])
+        stacked_batch = jax.tree.map(lambda *x: np.stack(x), *batches)
+        params = jax.tree.map(lambda x: jnp.stack([x, x + 0.01]), self.params)
+        opt_state = jax.vmap(optimizer.init)(params)
+        keys = jax.random.split(jax.random.key(0), 2)
+        got, _, aux = jax.jit(jax.vmap(step))(params, opt_state, stacked_batch, keys)
+        for h in range(2):
+            own = jax.tree.map(lambda x, h=h: x[h], params)
+            want, _, want_aux = step(own, optimizer.init(own), batches[h], keys[h])
+            chex.assert_trees_all_close(jax.tree.map(lambda x, h=h: x[h], got), want, atol=1e-5)
+            np.testing.assert_allclose(aux["loss"][h], want_aux["loss"], rtol=1e-5)
+        np.testing.assert_array_equal(aux["num_examples"], [4, 2])
+
     def test_eval_step_probabilities_match_softmax(self):
         batch = synthetic_batch(5)
         out = jax.jit(steps.make_eval_step(self.model))(self.params, batch)
