@@ -79,7 +79,12 @@ def build_problem(config: JobConfig) -> Problem:
     if config.laplace_epsilon > 0:
         laplace = federated.LocalLaplace(config.laplace_sensitivity, config.laplace_epsilon)
     algorithm = federated.federated_averaging(
-        local_update, aggregator, sampler, strategy=config.strategy, local_laplace=laplace
+        local_update,
+        aggregator,
+        sampler,
+        strategy=config.strategy,
+        local_laplace=laplace,
+        skip_unsampled=True,  # only the sampled hospitals train; the others' deltas are zeros
     )
     train_data = federated.stack_hospital_data(
         dataset.train.images, dataset.train.labels, dataset.train.mask
@@ -233,6 +238,7 @@ def run_round(problem, config, workdir, state, consortium, held_out, accountant)
             state.params,
             problem.predict,
             held_out,
+            score=config.score,
         )
         accepted = votes.accepted
     else:
@@ -256,7 +262,9 @@ def run_round(problem, config, workdir, state, consortium, held_out, accountant)
         "sampled": [h for h, s in zip(hospitals, sampled, strict=True) if s],
         "accepted": [h for h, a in zip(hospitals, mask, strict=True) if a],
         "local_loss": float(local_loss.mean()) if local_loss.size else float("nan"),
-        "local_accuracy": np.asarray(metrics["accuracy"]).tolist(),
+        "local_accuracy": {
+            h: float(a) for h, a, s in zip(hospitals, metrics["accuracy"], sampled) if s
+        },
         "delta_norms": np.asarray(diagnostics.norms).tolist(),
         "clipped_fraction": float(diagnostics.clipped_fraction),
         "vc": float(diagnostics.vc),

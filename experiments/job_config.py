@@ -48,7 +48,12 @@ class JobConfig:
     use_ledger: bool = _field(True, "Put hashes on the chain and aggregate only voted updates.")
     num_validators: int = _field(3, "k: validators per round, closest ids to the round seed.")
     quorum: int = _field(2, "Passing votes an update needs (Eq. 18).")
-    gamma: float = _field(0.6, "Largest passing validator MAE (Eq. 18).")
+    score: str = _field(
+        "mae_increase",
+        "Validator score: 'mae_increase' over the round's model, or 'mae'.",
+        enum=True,
+    )
+    gamma: float = _field(0.05, "Largest passing validator score (Eq. 18).")
     # Attack (the poisoned-hospital experiment).
     poison_hospital: str = _field("", "Hospital whose shared delta is tampered with ('' none).")
     poison_scale: float = _field(-10.0, "Its delta is multiplied by this (negative: sign flip).")
@@ -62,6 +67,7 @@ _ENUMS = {
     "sampling": ["fixed", "poisson"],
     "strategy": ["auto", "vmap", "loop", "shard"],
     "server_optimizer": ["fedavg", "fedavgm", "fedadam"],
+    "score": ["mae_increase", "mae"],
 }
 
 
