@@ -138,31 +138,40 @@ def table_row(name: str, training: str, report: dict, **extra) -> dict:
     }
 
 
+def _histogram_scores(logistic: reference_models.LogisticModel):
+    def score(arrays: data.HospitalArrays) -> np.ndarray:
+        images = data.pool_hospitals(arrays)[0]
+        return reference_models.logistic_scores(
+            logistic, reference_models.intensity_histograms(images)
+        )
+
+    return score
+
+
+def _hospital_scores(rates: np.ndarray):
+    def score(arrays: data.HospitalArrays) -> np.ndarray:
+        return reference_models.hospital_only_scores(rates, data.pool_hospitals(arrays)[2])
+
+    return score
+
+
 def reference_rows(dataset: data.FederatedDataset, n_boot: int) -> list[dict]:
     """The intensity-histogram logistic regression and the hospital-only predictor."""
     train_images, train_labels, _ = data.pool_hospitals(dataset.train)
     features = reference_models.intensity_histograms(train_images)
     logistic = reference_models.fit_logistic_regression(features, train_labels)
     rates = reference_models.hospital_positive_rates(evaluation.split_labels(dataset.train))
+    predictors = {
+        f"intensity histogram ({reference_models.HISTOGRAM_BINS} bins) + logistic regression": (
+            _histogram_scores(logistic)
+        ),
+        "hospital only (training positive rate)": _hospital_scores(rates),
+    }
     rows = []
-    for name, score_fn in (
-        (
-            f"intensity histogram ({reference_models.HISTOGRAM_BINS} bins) + logistic regression",
-            lambda arrays: reference_models.logistic_scores(
-                logistic, reference_models.intensity_histograms(data.pool_hospitals(arrays)[0])
-            ),
-        ),
-        (
-            "hospital only (training positive rate)",
-            lambda arrays: reference_models.hospital_only_scores(
-                rates, data.pool_hospitals(arrays)[2]
-            ),
-        ),
-    ):
-        scores = {s: split_by_hospital(score_fn(getattr(dataset, s)), getattr(dataset, s))
-                  for s in ("val", "test")}  # fmt: skip
-        report = evaluate(dataset, scores["val"], scores["test"], n_boot)
-        rows.append(table_row(name, "reference", report))
+    for name, score in predictors.items():
+        val = split_by_hospital(score(dataset.val), dataset.val)
+        test = split_by_hospital(score(dataset.test), dataset.test)
+        rows.append(table_row(name, "reference", evaluate(dataset, val, test, n_boot)))
     return rows
 
 

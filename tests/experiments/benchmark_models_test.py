@@ -112,8 +112,8 @@ class BenchmarkTableTest(absltest.TestCase):
         self.assertLen(trainings, 2 + 1 + len(self.dataset.hospitals) + 2)
         markdown = (self.root / "out" / "table.md").read_text().splitlines()
         self.assertLen(markdown, 2 + len(trainings))
-        self.assertEqual(json.loads((self.root / "out" / "table.json").read_text())["rows"][1]["model"],
-                         trainings[1][0])  # fmt: skip
+        saved = json.loads((self.root / "out" / "table.json").read_text())
+        self.assertEqual([(r["model"], r["training"]) for r in saved["rows"]], trainings)
 
     def test_every_row_has_the_paper_columns_and_auc_with_cis(self):
         for row in self.result["rows"]:
@@ -145,10 +145,13 @@ class BenchmarkTableTest(absltest.TestCase):
         self.assertAlmostEqual(got["accuracy"], np.mean(decision == test_y))
         self.assertAlmostEqual(got["sensitivity"], np.mean(decision[test_y == 1]))
         self.assertAlmostEqual(got["specificity"], np.mean(~decision[test_y == 0]))
-        both = [h for h, name in enumerate(self.dataset.hospitals)
-                if len({r.label for r in rows["test"][h]}) == 2]  # fmt: skip
+        both = [
+            name
+            for name, hospital_rows in zip(self.dataset.hospitals, rows["test"], strict=True)
+            if len({r.label for r in hospital_rows}) == 2
+        ]
         self.assertNotEmpty(both)
-        self.assertCountEqual(row["within_hospital_auc"], [self.dataset.hospitals[h] for h in both])
+        self.assertCountEqual(row["within_hospital_auc"], both)
         for auc in row["within_hospital_auc"].values():
             self.assertEqual(auc["value"], 0.5)  # one score per hospital: no ranking within it
 

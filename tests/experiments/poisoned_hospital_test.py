@@ -90,8 +90,8 @@ class PoisonedHospitalTest(absltest.TestCase):
         self.assertLen(table, 3)
         self.assertIn(f"{POISONED} (x-1000)", table[0])
         cells = [c.strip() for c in table[2].strip("|").split("|")]
-        self.assertEqual(cells[:5], ["poisoned, FedAvg + vote", "2", "0", "2", str(
-            self.row["poisoned_hospital_updates"]["others_rejected"])])  # fmt: skip
+        others = str(self.row["poisoned_hospital_updates"]["others_rejected"])
+        self.assertEqual(cells[:5], ["poisoned, FedAvg + vote", "2", "0", "2", others])
         saved = json.loads((self.root / "out" / "table.json").read_text())
         self.assertEqual(saved["rows"][0]["poisoned_hospital_updates"]["rejected_rounds"], [1, 2])
         self.assertBetween(self.row["test_accuracy_at_0.5"], 0.0, 1.0)
