@@ -13,7 +13,6 @@ Times are medians over repetitions after one compile call; compile time is repor
 
 import functools
 import resource
-import statistics
 import time
 
 import jax
@@ -21,18 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import timing
 from ccfl_jax import federated as fl
 from ccfl_jax import models, train
 from ccfl_jax.federated import testing
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _fedjax_style(loss_fn, optimizer, params, data, keys, local_steps, batch_size):
@@ -89,11 +80,13 @@ def strategy_figures(quick: bool) -> dict:
             start = time.perf_counter()
             jax.block_until_ready(runner.run(params, data, keys))
             row[f"{strategy}_compile_s"] = time.perf_counter() - start
-            seconds = _median_seconds(functools.partial(runner.run, params, data, keys), repeats)
+            seconds = timing.median_seconds(
+                functools.partial(runner.run, params, data, keys), repeats
+            )
             row[f"{strategy}_steps_per_s"] = work / seconds
         baseline = _fedjax_style(loss_fn, optimizer, params, data, keys, local_steps, batch_size)
         jax.block_until_ready(baseline())
-        row["fedjax_loop_steps_per_s"] = work / _median_seconds(baseline, repeats)
+        row["fedjax_loop_steps_per_s"] = work / timing.median_seconds(baseline, repeats)
         for strategy in ("vmap", "loop", "shard"):
             row[f"{strategy}_vs_fedjax"] = (
                 row[f"{strategy}_steps_per_s"] / row["fedjax_loop_steps_per_s"]
@@ -122,8 +115,8 @@ def kernel_figures(quick: bool) -> dict:
             kernel = jax.jit(aggregator.update)
             jax.block_until_ready(kernel(deltas, mask, state, params, key))
             call = functools.partial(kernel, deltas, mask, state, params, key)
-            row[f"{label}_s"] = _median_seconds(call, repeats)
-        row["numpy_single_pass_s"] = _median_seconds(
+            row[f"{label}_s"] = timing.median_seconds(call, repeats)
+        row["numpy_single_pass_s"] = timing.median_seconds(
             functools.partial(np.sum, deltas_np, axis=0), repeats
         )
         for label in ("kernel_no_noise", "kernel"):

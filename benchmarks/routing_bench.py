@@ -11,12 +11,12 @@ Three figures, measured in the same run:
 Ratios: ``numpy_over_jax`` (> 1: JAX is faster) and ``jax_over_floor`` (1 would be memory-bound).
 """
 
-import statistics
 import time
 
 import jax
 import numpy as np
 
+from benchmarks import timing
 from ccfl_jax.models import dynamic_routing
 
 SHAPE = (32, 1152, 2, 16)
@@ -37,20 +37,11 @@ def numpy_routing(u_hat: np.ndarray, iterations: int) -> tuple[np.ndarray, np.nd
     return outputs, couplings
 
 
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def copy_bandwidth(repeats: int, nbytes: int = 256 * 2**20) -> float:
     """Bytes per second of ``np.copyto`` (counting the read and the write)."""
     source = np.ones(nbytes // 4, np.float32)
     target = np.empty_like(source)
-    seconds = _median(lambda: np.copyto(target, source), repeats)
+    seconds = timing.median_seconds(lambda: np.copyto(target, source), repeats)
     return 2 * nbytes / seconds
 
 
@@ -63,8 +54,8 @@ def run(quick: bool = False) -> dict:
     start = time.perf_counter()
     jax.block_until_ready(routed(device_u))
     compile_s = time.perf_counter() - start
-    jax_s = _median(lambda: routed(device_u), repeats)
-    numpy_s = _median(lambda: numpy_routing(u_hat, ITERATIONS), max(2, repeats // 3))
+    jax_s = timing.median_seconds(lambda: routed(device_u), repeats)
+    numpy_s = timing.median_seconds(lambda: numpy_routing(u_hat, ITERATIONS), max(2, repeats // 3))
     want, _ = numpy_routing(u_hat, ITERATIONS)
     max_abs_diff = float(np.max(np.abs(np.asarray(routed(device_u)[0]) - want)))
     bandwidth = copy_bandwidth(max(3, repeats // 3))

@@ -32,7 +32,7 @@ import optax
 from absl import app, flags, logging
 
 from ccfl_jax import data, models, train
-from experiments import evaluation, federated_job, reference_models
+from experiments import evaluation, federated_job, job_config, reference_models
 from experiments.job_config import JobConfig
 
 _METRICS = ("precision", "sensitivity", "specificity", "accuracy", "roc_auc", "balanced_accuracy")
@@ -315,32 +315,13 @@ def run_benchmark(config: BenchConfig, workdir) -> dict:
     return result
 
 
-def define_flags() -> None:
-    """One absl flag per :class:`BenchConfig` field, and ``--workdir`` (call in ``__main__``)."""
-    for field in dataclasses.fields(BenchConfig):
-        name, default, text = field.name, field.default, field.metadata["help"]
-        if isinstance(default, tuple):
-            flags.DEFINE_list(name, list(default), text)
-        elif isinstance(default, bool):
-            flags.DEFINE_bool(name, default, text)
-        elif isinstance(default, int):
-            flags.DEFINE_integer(name, default, text)
-        elif isinstance(default, float):
-            flags.DEFINE_float(name, default, text)
-        else:
-            flags.DEFINE_string(name, default, text)
-    flags.DEFINE_string("workdir", "runs/benchmark_models", "Folder of the outputs.")
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(BenchConfig)}
-    values["models"] = tuple(values["models"])
-    unknown = [m for m in (*values["models"], values["federated_model"]) if m not in models.MODELS]
+    config = job_config.config_from_flags(BenchConfig)
+    unknown = [m for m in (*config.models, config.federated_model) if m not in models.MODELS]
     if unknown:
         raise app.UsageError(f"unknown model(s) {unknown}; choose from {sorted(models.MODELS)}.")
-    config = BenchConfig(**values)
     print("config:", json.dumps(dataclasses.asdict(config)))
     logging.set_verbosity(logging.WARNING)
     result = run_benchmark(config, flags.FLAGS.workdir)
@@ -350,5 +331,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    job_config.define_flags(BenchConfig)
+    flags.DEFINE_string("workdir", "runs/benchmark_models", "Folder of the outputs.")
     app.run(main)

@@ -33,9 +33,15 @@ class JobConfig:
     batch_size: int = _field(16, "Local batch size.")
     hospital_learning_rate: float = _field(1e-3, "Hospitals' Adam learning rate.")
     hospitals_per_round: int = _field(3, "m_t: hospitals sampled each round (fixed size).")
-    sampling: str = _field("fixed", "'fixed' (m_t without replacement) or 'poisson'.", enum=True)
-    strategy: str = _field("auto", "Hospital axis: auto, vmap, loop or shard.", enum=True)
-    server_optimizer: str = _field("fedavg", "fedavg, fedavgm or fedadam.", enum=True)
+    sampling: str = _field(
+        "fixed", "'fixed' (m_t without replacement) or 'poisson'.", enum=("fixed", "poisson")
+    )
+    strategy: str = _field(
+        "auto", "Hospital axis: auto, vmap, loop or shard.", enum=("auto", "vmap", "loop", "shard")
+    )
+    server_optimizer: str = _field(
+        "fedavg", "fedavg, fedavgm or fedadam.", enum=("fedavg", "fedavgm", "fedadam")
+    )
     server_learning_rate: float = _field(1.0, "Server learning rate.")
     # Differential privacy (Eq. 8, 15).
     clip_norm: float = _field(2.0, "S: each hospital's delta is clipped to this L2 norm.")
@@ -51,7 +57,7 @@ class JobConfig:
     score: str = _field(
         "mae_increase",
         "Validator score: 'mae_increase' over the round's model, or 'mae'.",
-        enum=True,
+        enum=("mae_increase", "mae"),
     )
     gamma: float = _field(0.05, "Largest passing validator score (Eq. 18).")
     # Attack (the poisoned-hospital experiment).
@@ -63,21 +69,19 @@ class JobConfig:
     progress: bool = _field(True, "Show tqdm progress bars.")
 
 
-_ENUMS = {
-    "sampling": ["fixed", "poisson"],
-    "strategy": ["auto", "vmap", "loop", "shard"],
-    "server_optimizer": ["fedavg", "fedavgm", "fedadam"],
-    "score": ["mae_increase", "mae"],
-}
+def define_flags(config_class=None) -> None:
+    """Defines one absl flag per field of a config dataclass (call once, in a script).
 
-
-def define_flags() -> None:
-    """Defines one absl flag per :class:`JobConfig` field (call once, at import of a script)."""
-    for field in dataclasses.fields(JobConfig):
+    A field's default sets the flag's type (a tuple becomes a list flag), its metadata the help
+    text, and ``enum`` metadata the allowed values.
+    """
+    for field in dataclasses.fields(config_class or JobConfig):
         name, default, text = field.name, field.default, field.metadata["help"]
-        if name in _ENUMS:
-            flags.DEFINE_enum(name, default, _ENUMS[name], text)
-        elif field.type is bool or isinstance(default, bool):
+        if "enum" in field.metadata:
+            flags.DEFINE_enum(name, default, list(field.metadata["enum"]), text)
+        elif isinstance(default, tuple):
+            flags.DEFINE_list(name, list(default), text)
+        elif isinstance(default, bool):
             flags.DEFINE_bool(name, default, text)
         elif isinstance(default, int):
             flags.DEFINE_integer(name, default, text)
@@ -87,9 +91,18 @@ def define_flags() -> None:
             flags.DEFINE_string(name, default, text)
 
 
-def config_from_flags(values=flags.FLAGS) -> JobConfig:
-    """The :class:`JobConfig` of the parsed flags."""
-    return JobConfig(**{f.name: values[f.name].value for f in dataclasses.fields(JobConfig)})
+def config_from_flags(config_class=None, values=flags.FLAGS):
+    """The config dataclass (default :class:`JobConfig`) of the parsed flags."""
+    config_class = config_class or JobConfig
+    fields = dataclasses.fields(config_class)
+    return config_class(
+        **{
+            f.name: tuple(values[f.name].value)
+            if isinstance(f.default, tuple)
+            else values[f.name].value
+            for f in fields
+        }
+    )
 
 
 def sampling_rate(config: JobConfig, num_hospitals: int) -> float:
