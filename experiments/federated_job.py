@@ -330,7 +330,7 @@ def train_and_evaluate(config: JobConfig, workdir) -> dict:
         bar.update(1)
         bar.set_postfix(
             loss=f"{record['local_loss']:.3f}",
-            eps=f"{record['epsilon']:.2f}",
+            eps=f"{record['epsilon']:.3g}",
             accepted=len(record["accepted"]),
         )
     bar.close()
