@@ -27,13 +27,12 @@ import matplotlib
 import numpy as np
 import optax
 import pydicom
-import tqdm
 from absl import app, flags
 
 from ccfl_jax import data, models, train
 from ccfl_jax.errors import InconsistentSeriesError, NonUniformSpacingError, ScanNotFoundError
 from ccfl_jax.models import multiplane
-from ccfl_jax.train import segmentation, steps
+from ccfl_jax.train import segmentation
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -93,26 +92,6 @@ def load_semiseg(root, split: str, image_size: int, limit: int = 0):
         masks.append(np.asarray(mask) >= 0.5)
     as_batch = lambda x: np.stack(x)[..., None].astype(np.float32)  # noqa: E731
     return as_batch(images), as_batch(masks), [p.stem for p in paths]
-
-
-def train_segcaps(model, params, images, masks, config: SegmentConfig):
-    """Trains SegCaps with weighted BCE + 0.1 x masked reconstruction; returns (params, losses)."""
-    loss_fn = segmentation.make_segmentation_loss_fn(
-        model, positive_weight=segmentation.positive_weight(masks)
-    )
-    optimizer = optax.adam(config.learning_rate)
-    step = jax.jit(train.make_train_step(loss_fn, optimizer))
-    opt_state = optimizer.init(params)
-    order = steps.batch_indices(len(images), config.batch_size, config.train_steps, config.seed)
-    real = np.ones(config.batch_size, bool)
-    losses = []
-    rng = jax.random.key(config.seed)
-    for index in tqdm.trange(config.train_steps, desc="segcaps", disable=not config.progress):
-        take = order[index]
-        batch = {"images": images[take], "masks": masks[take], "mask": real}
-        params, opt_state, aux = step(params, opt_state, batch, jax.random.fold_in(rng, index))
-        losses.append(float(aux["loss"]))
-    return params, losses
 
 
 def make_slice_predictor(model, params, chunk: int):
@@ -262,7 +241,18 @@ def run(config: SegmentConfig, workdir) -> dict:
     size = config.image_size
     params = jax.jit(model.init)(init_rng, np.zeros((1, size, size, 1), np.float32))["params"]
     images, masks, _ = load_semiseg(config.semiseg_dir, "train", size, config.max_train)
-    params, losses = train_segcaps(model, params, images, masks, config)
+    params, history = segmentation.train_segmentation(
+        model,
+        params,
+        images,
+        masks,
+        steps=config.train_steps,
+        batch_size=config.batch_size,
+        optimizer=optax.adam(config.learning_rate),
+        rng=jax.random.key(config.seed),
+        progress=config.progress,
+    )
+    losses = history["loss"]
     test_images, test_masks, test_names = load_semiseg(
         config.semiseg_dir, "test", size, config.max_test
     )
