@@ -14,8 +14,11 @@ delta (local params minus global params). It never sees the hospital axis.
   to 2.7x the hospital-steps/s of vmap at H = 4, 8, 16, ahead in 5 of 6; the figures are noisy);
 * ``'shard'``: the hospital axis split over devices with ``jax.shard_map`` (each device vmaps
   its own block); hospitals are padded to a multiple of the device count and the padding dropped.
-  One process only: a multi-host run (``jax.distributed``) would also need the data built as
-  global arrays from process-local shards, which is not implemented.
+  Multi-host (a TPU pod slice): call ``jax.distributed.initialize()`` in every process first;
+  the mesh then spans every device of every process, each process passes the same host arrays
+  and computes only its own devices' hospitals (tests/federated/multihost_test.py runs two CPU
+  processes with gloo collectives and gets the single-process round). Data that lives only on
+  its own host would instead be assembled with ``jax.make_array_from_process_local_data``.
 
 All three give the same result to float tolerance. ``'auto'`` (see :func:`pick_strategy`)
 chooses from the backend and device count, and the runner reports what it picked.
