@@ -13,10 +13,11 @@ from matplotlib.figure import Figure
 from ccfl_jax.train import metrics
 
 
-def _subplots(ncols: int = 1, figsize=(7, 4)):
-    """A figure without pyplot, so drawing here changes no global matplotlib state."""
+def new_figure(nrows: int = 1, ncols: int = 1, figsize=(7, 4), **kwargs):
+    """``(figure, axes)`` without pyplot, so drawing changes no global matplotlib state (a
+    notebook keeps its inline backend). ``kwargs`` go to ``Figure.subplots``."""
     fig = Figure(figsize=figsize)
-    return fig, fig.subplots(1, ncols)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def _save(fig, path: pathlib.Path) -> pathlib.Path:
@@ -31,7 +32,7 @@ def _short(name: str) -> str:
 
 def accuracy_per_hospital(history: Sequence[dict], hospitals: Sequence[str], path) -> pathlib.Path:
     """Fig. 11: each hospital's validation accuracy of the global model after every round."""
-    fig, ax = _subplots()
+    fig, ax = new_figure()
     rounds = [h["round"] for h in history]
     for index, name in enumerate(hospitals):
         values = [h["val_accuracy"][index] for h in history]
@@ -45,7 +46,7 @@ def accuracy_per_hospital(history: Sequence[dict], hospitals: Sequence[str], pat
 
 def loss_curves(history: Sequence[dict], path) -> pathlib.Path:
     """Fig. 12: the sampled hospitals' mean local loss and the global validation loss per round."""
-    fig, ax = _subplots()
+    fig, ax = new_figure()
     rounds = [h["round"] for h in history]
     ax.plot(rounds, [h["local_loss"] for h in history], marker=".", label="local (sampled)")
     ax.plot(rounds, [h["val_loss"] for h in history], marker=".", label="global, validation")
@@ -58,7 +59,7 @@ def loss_curves(history: Sequence[dict], path) -> pathlib.Path:
 def time_per_round(history: Sequence[dict], path) -> pathlib.Path:
     """Fig. 13: wall time of each round, split into its stages."""
     stages = list(history[0]["seconds"]) if history else []
-    fig, ax = _subplots()
+    fig, ax = new_figure()
     rounds = np.array([h["round"] for h in history])
     bottom = np.zeros(len(history))
     for stage in stages:
@@ -73,7 +74,7 @@ def time_per_round(history: Sequence[dict], path) -> pathlib.Path:
 
 def privacy_curve(history: Sequence[dict], path) -> pathlib.Path:
     """Epsilon spent after each round (RDP accountant)."""
-    fig, ax = _subplots(figsize=(6, 3.5))
+    fig, ax = new_figure(figsize=(6, 3.5))
     ax.plot([h["round"] for h in history], [h["epsilon"] for h in history], marker=".")
     ax.set(xlabel="round", ylabel="epsilon", title="Privacy spent (client-level DP)")
     return _save(fig, pathlib.Path(path))
@@ -88,7 +89,7 @@ def local_vs_federated(comparison: dict, path) -> pathlib.Path:
     """
     names = list(comparison)
     x = np.arange(len(names))
-    fig, axes = _subplots(2, figsize=(10, 4))
+    fig, axes = new_figure(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("roc_auc", "accuracy"), strict=True):
         local = [comparison[n]["local"][metric] for n in names]
         federated = [comparison[n]["federated"][metric] for n in names]
@@ -104,7 +105,7 @@ def local_vs_federated(comparison: dict, path) -> pathlib.Path:
 
 def roc_curves(curves: dict, path) -> pathlib.Path:
     """ROC curves: ``curves = {label: (y_true [N], y_score [N])}`` (one-class entries skipped)."""
-    fig, ax = _subplots(figsize=(5, 5))
+    fig, ax = new_figure(figsize=(5, 5))
     for label, (y, s) in curves.items():
         if len(np.unique(y)) < 2:
             continue

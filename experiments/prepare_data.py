@@ -12,13 +12,10 @@ preview_<hospital>.png (normalized training slices with their labels).
 import json
 import pathlib
 
-import matplotlib
+from absl import app, flags, logging
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from ccfl_jax import data  # noqa: E402
+from ccfl_jax import data
+from experiments import plots
 
 _MANIFEST = flags.DEFINE_string("manifest", "data/labels.csv", "Manifest CSV.")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 128, "Side of the normalized slices (pixels).")
@@ -65,7 +62,7 @@ def summary_dict(ds: data.FederatedDataset) -> dict:
 def write_preview(ds: data.FederatedDataset, h: int, path: pathlib.Path, per_class: int) -> None:
     """A grid of normalized training slices of hospital ``h``, one row per class."""
     arrays, rows = ds.train, ds.rows["train"][h]
-    fig, axes = plt.subplots(2, per_class, figsize=(1.6 * per_class, 3.6), squeeze=False)
+    fig, axes = plots.new_figure(2, per_class, figsize=(1.6 * per_class, 3.6), squeeze=False)
     for label, row_axes in zip((1, 0), axes, strict=True):
         picks = [j for j, r in enumerate(rows) if r.label == label][:per_class]
         for k, ax in enumerate(row_axes):
@@ -78,7 +75,6 @@ def write_preview(ds: data.FederatedDataset, h: int, path: pathlib.Path, per_cla
                 )
     fig.suptitle(f"{ds.hospitals[h]} (train, normalized to [-0.5, 0.5])", fontsize=8)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv):

@@ -23,7 +23,6 @@ import pathlib
 import time
 
 import jax
-import matplotlib
 import numpy as np
 import optax
 import pydicom
@@ -33,9 +32,7 @@ from ccfl_jax import data, models, train
 from ccfl_jax.errors import InconsistentSeriesError, NonUniformSpacingError, ScanNotFoundError
 from ccfl_jax.models import multiplane
 from ccfl_jax.train import segmentation
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from experiments import plots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +212,7 @@ def write_montage(path, cube: np.ndarray, per_plane: np.ndarray, combined: np.nd
     ]
     columns.append((f"aggregate ({how})", combined))
     views = [("axial", lambda v: v[v.shape[0] // 2]), ("coronal", lambda v: v[:, v.shape[1] // 2])]
-    fig, axes = plt.subplots(len(views), len(columns), figsize=(2.6 * len(columns), 5.4))
+    fig, axes = plots.new_figure(len(views), len(columns), figsize=(2.6 * len(columns), 5.4))
     for row, (view, cut) in enumerate(views):
         for col, (title, volume) in enumerate(columns):
             ax = axes[row, col]
@@ -227,7 +224,6 @@ def write_montage(path, cube: np.ndarray, per_plane: np.ndarray, combined: np.nd
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(config: SegmentConfig, workdir) -> dict:

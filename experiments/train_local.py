@@ -18,15 +18,12 @@ import pathlib
 import time
 
 import jax
-import matplotlib
 import numpy as np
 import optax
 from absl import app, flags
 
 from ccfl_jax import data, models, train
 from experiments import evaluation, plots
-
-matplotlib.use("Agg")
 
 
 def training_arrays(dataset: data.FederatedDataset, hospital: str):
@@ -45,11 +42,9 @@ def training_arrays(dataset: data.FederatedDataset, hospital: str):
 
 def plot_loss(history: dict, path: pathlib.Path) -> None:
     """Training loss per step, and its 20-step running mean."""
-    import matplotlib.pyplot as plt
-
     loss = np.asarray(history["loss"])
     window = min(20, len(loss))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plots.new_figure(figsize=(6, 4))
     ax.plot(loss, lw=0.6, alpha=0.5, label="per step")
     ax.plot(
         np.arange(window - 1, len(loss)),
@@ -60,7 +55,6 @@ def plot_loss(history: dict, path: pathlib.Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def train_and_evaluate(config: dict, workdir: str) -> dict:
