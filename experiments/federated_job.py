@@ -27,7 +27,12 @@ import tqdm
 
 import ledger
 from ccfl_jax import checkpoint, data, federated, models, train
-from ccfl_jax.errors import CheckpointIntegrityError, PrivacyBudgetExceededError
+from ccfl_jax.errors import (
+    CcflError,
+    CheckpointIntegrityError,
+    FederatedConfigError,
+    PrivacyBudgetExceededError,
+)
 from experiments import consensus_round, evaluation, job_report
 from experiments.job_config import JobConfig, sampling_rate
 
@@ -54,6 +59,7 @@ def build_problem(config: JobConfig) -> Problem:
         progress=config.progress,
     )
     num_hospitals = len(dataset.hospitals)
+    check_job_config(config, list(dataset.hospitals))
     model = models.get_model(config.model)
     loss_fn = train.make_loss_fn(model, reconstruction_weight=config.reconstruction_weight)
     local_update = federated.make_local_update(
@@ -111,11 +117,11 @@ def poison(deltas, hospital_index: int, scale: float):
 
 
 def validation_metrics(problem: Problem, params) -> dict:
-    """Per hospital: accuracy of the global model on its validation split (NaN when empty)."""
+    """Per hospital: accuracy of the global model on its validation split (None when empty)."""
     scores = evaluation.split_scores(problem.predict, params, problem.dataset.val)
     labels = evaluation.split_labels(problem.dataset.val)
     accuracy = [
-        float(np.mean((s >= 0.5) == y)) if len(y) else float("nan")
+        float(np.mean((s >= 0.5) == y)) if len(y) else None  # None: no validation rows
         for s, y in zip(scores, labels, strict=True)
     ]
     pooled_y, pooled_s = np.concatenate(labels), np.clip(np.concatenate(scores), 1e-6, 1 - 1e-6)
@@ -140,6 +146,60 @@ def _write_history(workdir: pathlib.Path, rows: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
     tmp.replace(path)
+
+
+# Settings a resumed run may change: they alter neither the model, the data nor the privacy.
+RESUMABLE_FIELDS = frozenset({"rounds", "progress", "compare_local", "bootstrap", "cache_dir"})
+
+
+class ConfigMismatchError(CcflError, ValueError):
+    """A resume asked for settings that differ from the run's own (``config.json``)."""
+
+
+def check_resume_config(config: JobConfig, workdir: pathlib.Path) -> None:
+    """Refuses to resume ``workdir`` with different data, model, privacy or ledger settings.
+
+    Changing the seed or manifest would reshuffle the patient split (test scans the model
+    trained on), changing sigma or S would make the reported epsilon wrong, and changing the
+    image size cannot load the checkpoints; only ``RESUMABLE_FIELDS`` may differ.
+
+    Raises:
+      ConfigMismatchError: naming every differing setting, before anything is written.
+    """
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text())
+    changed = {
+        name: (stored.get(name), value)
+        for name, value in _flags(config).items()
+        if name not in RESUMABLE_FIELDS and stored.get(name) != value
+    }
+    if changed:
+        listing = ", ".join(f"--{k}={new!r} (run has {old!r})" for k, (old, new) in changed.items())
+        raise ConfigMismatchError(
+            f"{workdir} was started with other settings: {listing}. Resume with the run's own "
+            f"settings (see {path}; only {sorted(RESUMABLE_FIELDS)} may change), or give a new "
+            "--workdir."
+        )
+
+
+def check_job_config(config: JobConfig, hospitals: list[str]) -> None:
+    """Checks the settings that name hospitals or count them against the manifest's hospitals.
+
+    Raises:
+      FederatedConfigError: naming the flag and the allowed values.
+    """
+    if not 1 <= config.hospitals_per_round <= len(hospitals):
+        raise FederatedConfigError(
+            f"--hospitals_per_round={config.hospitals_per_round}: the manifest has "
+            f"{len(hospitals)} hospitals; pick 1 to {len(hospitals)}."
+        )
+    if config.poison_hospital and config.poison_hospital not in hospitals:
+        raise FederatedConfigError(
+            f"--poison_hospital={config.poison_hospital!r} is not a hospital of the manifest; "
+            f"pick one of {hospitals}."
+        )
 
 
 class LedgerCheckpointMismatch(CheckpointIntegrityError):
@@ -283,10 +343,12 @@ def train_and_evaluate(config: JobConfig, workdir) -> dict:
     """Runs (or resumes) the whole job in ``workdir``; returns the contents of metrics.json."""
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(json.dumps(_flags(config), indent=1))
+    check_resume_config(config, workdir)  # before anything in workdir is written
     started = time.perf_counter()
     problem = build_problem(config)
     hospitals = list(problem.dataset.hospitals)
+    if not (workdir / "config.json").exists():
+        (workdir / "config.json").write_text(json.dumps(_flags(config), indent=1))
     (workdir / "data_summary.txt").write_text(data.summary_table(problem.dataset) + "\n")
     consortium = None
     if config.use_ledger:

@@ -35,8 +35,8 @@ def accuracy_per_hospital(history: Sequence[dict], hospitals: Sequence[str], pat
     fig, ax = new_figure()
     rounds = [h["round"] for h in history]
     for index, name in enumerate(hospitals):
-        values = [h["val_accuracy"][index] for h in history]
-        if not np.all(np.isnan(np.asarray(values, float))):
+        values = np.asarray([h["val_accuracy"][index] for h in history], float)  # None -> NaN
+        if not np.all(np.isnan(values)):
             ax.plot(rounds, values, marker=".", label=_short(name))
     ax.set(xlabel="round", ylabel="validation accuracy", ylim=(-0.02, 1.02))
     ax.set_title("Global model accuracy per hospital (Fig. 11)")

@@ -21,7 +21,6 @@ from ccfl_jax.data.load import read_scan
 from ledger import errors as ledger_errors
 from ledger import workspace
 
-SCAN_SUFFIXES = (".dcm", ".dicom", ".nii", ".nii.gz", ".png", ".jpg", ".jpeg")
 OUTPUT_COLUMNS = ("path", "patient_id", "label", "probability", "decision", "error")
 
 
@@ -51,9 +50,9 @@ def finalized_model_hash(run_dir) -> tuple[int, str]:
     consortium = workspace.resume(run_dir)
     last = consortium.last_finalized_round()
     if last == 0:
-        raise ledger_errors.TamperingDetected(
-            f"{run_dir}: the ledger finalized no round, so no model is vouched for; finish at "
-            "least one round before predicting."
+        raise errors.CheckpointNotFoundError(
+            f"{run_dir}: the ledger finalized no round yet, so no trained model is vouched for; "
+            "run at least one round (or resume the run) before predicting."
         )
     return last, consortium.finalized_model_hash(last)
 
@@ -66,6 +65,12 @@ def load_trusted_model(run_dir) -> TrustedModel:
       CheckpointIntegrityError: the checkpoint's bytes do not match its own name.
     """
     run_dir = pathlib.Path(run_dir)
+    for name in ("config.json", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise errors.CheckpointNotFoundError(
+                f"{run_dir / name} is missing: --run_dir must be the folder of a finished run "
+                "(experiments/train_federated.py writes both files)."
+            )
     config = json.loads((run_dir / "config.json").read_text())
     operating = json.loads((run_dir / "metrics.json").read_text())["operating_point"]
     info = checkpoint.latest_checkpoint(run_dir)
@@ -103,8 +108,10 @@ def list_inputs(path) -> list[InputScan]:
     if path.suffix.lower() == ".csv":
         return _csv_inputs(path)
     if path.is_dir():
-        entries = sorted(path.iterdir())
-        scans = [e for e in entries if e.is_file() and e.name.lower().endswith(SCAN_SUFFIXES)]
+        # Every visible file gets a row (DICOM from PACS often has no extension; a file that is
+        # not a scan gets its named error), and every sub-folder is read as a DICOM series.
+        entries = [e for e in sorted(path.iterdir()) if not e.name.startswith(".")]
+        scans = [e for e in entries if e.is_file()]
         series = [e for e in entries if e.is_dir()]
         if scans or series:
             return [InputScan(p) for p in scans + series]
@@ -112,19 +119,22 @@ def list_inputs(path) -> list[InputScan]:
 
 
 def _csv_inputs(path: pathlib.Path) -> list[InputScan]:
+    """Rows of a CSV with a ``path`` column (relative to the CSV's folder); ``patient_id`` and
+    ``label`` (covid/non_covid/1/0) are kept where present."""
     with open(path, newline="", encoding="utf-8-sig") as handle:
-        columns = csv.DictReader(handle).fieldnames or []
-    if "label" in columns and ("hospital" in columns or "site" in columns):
-        rows = manifest.read_manifest(path, check_files=False)
-        return [InputScan(r.path, r.patient_id, r.label) for r in rows]
-    if "path" not in columns:
-        raise errors.ManifestError(f"{path}: no 'path' column (found {columns}).")
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise errors.ManifestError(f"{path}: no 'path' column (found {reader.fieldnames}).")
+        base = path.resolve().parent
         return [
             InputScan(
-                (path.resolve().parent / row["path"]).resolve(), row.get("patient_id") or None
+                (base / row["path"]).resolve(),
+                row.get("patient_id") or None,
+                manifest.parse_label(row["label"], f"{path} line {line}")
+                if row.get("label")
+                else None,
             )
-            for row in csv.DictReader(handle)
+            for line, row in enumerate(reader, start=2)
         ]
 
 

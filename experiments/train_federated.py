@@ -10,11 +10,14 @@ on the same chain. ``python -m ledger.audit --run_dir WORKDIR`` audits it at any
 """
 
 import json
+import sys
 
 import jax
 from absl import app, flags, logging
 
+from ccfl_jax.errors import CcflError
 from experiments import federated_job, job_config
+from ledger.errors import LedgerError
 
 job_config.define_flags()
 _WORKDIR = flags.DEFINE_string("workdir", "runs/federated_demo", "The run's folder.")
@@ -31,7 +34,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     if _JAX_CACHE_DIR.value:
         jax.config.update("jax_compilation_cache_dir", _JAX_CACHE_DIR.value)
-    metrics = federated_job.train_and_evaluate(config, _WORKDIR.value)
+    try:
+        metrics = federated_job.train_and_evaluate(config, _WORKDIR.value)
+    except (CcflError, LedgerError) as err:  # named errors say what to do: no traceback
+        sys.exit(f"error: {type(err).__name__}: {err}")
     print(federated_job.describe(metrics, _WORKDIR.value))
 
 

@@ -135,6 +135,11 @@ def read_deployment(run_dir: str | pathlib.Path) -> dict:
       LedgerNotFound: the run has no ``ledger/deployment.json``.
     """
     path = ledger_dir(run_dir) / "deployment.json"
+    if not pathlib.Path(run_dir).is_dir():
+        raise errors.LedgerNotFound(
+            f"{run_dir}: no such run directory; check the path (a run's folder holds "
+            "checkpoints/ and ledger/)."
+        )
     if not path.exists():
         raise errors.LedgerNotFound(
             f"{path} is missing: this run has no ledger. Set it up with "

@@ -118,6 +118,10 @@ def read_manifest(csv_path: str | os.PathLike, *, check_files: bool = True) -> l
                         f"{csv_path} line {row.line}: {path} does not exist. Fix the path "
                         "(relative paths start at the manifest's folder) or remove the row."
                     )
+    if not rows:
+        raise errors.ManifestError(
+            f"{csv_path}: the manifest has a header but no rows; add one row per scan."
+        )
     return rows
 
 

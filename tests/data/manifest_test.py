@@ -63,3 +63,15 @@ class ManifestTest(parameterized.TestCase):
 
 if __name__ == "__main__":
     absltest.main()
+
+
+def test_a_manifest_with_only_a_header_is_a_named_error(tmp_path):
+    import pytest
+
+    from ccfl_jax import errors
+    from ccfl_jax.data import read_manifest
+
+    path = tmp_path / "empty.csv"
+    path.write_text("path,site,label\n")
+    with pytest.raises(errors.ManifestError, match="no rows"):
+        read_manifest(path)

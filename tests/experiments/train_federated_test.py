@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from ccfl_jax import checkpoint
+from ccfl_jax.errors import FederatedConfigError
 from experiments import evaluation, federated_job, predictions
 from experiments.job_config import JobConfig
 from ledger import audit, workspace
@@ -203,3 +205,43 @@ def test_killed_run_resumes_into_one_continuous_history(run, tmp_path):
         on_disk = audit.file_sha256(info.path / "params.msgpack")
         assert consortium.finalized_model_hash(info.round) == on_disk
     assert audit.audit(workdir).ok
+
+
+def test_resume_with_other_settings_is_refused_before_anything_is_written(run, tmp_path):
+    config, workdir, _ = run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy)
+    before = (copy / "config.json").read_text()
+    for changed in ({"seed": 7}, {"noise_multiplier": 1.0}, {"image_size": 64}):
+        with pytest.raises(federated_job.ConfigMismatchError, match=f"--{next(iter(changed))}"):
+            federated_job.train_and_evaluate(dataclasses.replace(config, **changed), copy)
+    assert (copy / "config.json").read_text() == before
+    # Only the resumable settings may change.
+    federated_job.check_resume_config(dataclasses.replace(config, rounds=5, bootstrap=7), copy)
+
+
+@pytest.mark.parametrize(
+    "changed, flag",
+    [
+        ({"hospitals_per_round": 0}, "--hospitals_per_round=0"),
+        ({"hospitals_per_round": 9}, "--hospitals_per_round=9"),
+        ({"poison_hospital": "site_Z"}, "--poison_hospital='site_Z'"),
+    ],
+)
+def test_settings_that_do_not_fit_the_manifest_name_their_flag(changed, flag):
+    config = dataclasses.replace(JobConfig(), **changed)
+    hospitals = ["site_A", "site_B", "site_C"]
+    with pytest.raises(FederatedConfigError, match=re.escape(flag)):
+        federated_job.check_job_config(config, hospitals)
+
+
+def test_predict_lists_every_file_of_a_folder_and_keeps_csv_labels(tmp_path):
+    (tmp_path / "IM0001").write_bytes(b"no extension, as PACS exports")
+    (tmp_path / "notes.txt").write_text("not a scan")
+    (tmp_path / "series").mkdir()
+    (tmp_path / ".hidden").write_text("skipped")
+    names = [item.path.name for item in predictions.list_inputs(tmp_path)]
+    assert names == ["IM0001", "notes.txt", "series"]
+    listing = tmp_path / "inputs.csv"
+    listing.write_text("path,label\nIM0001,covid\nnotes.txt,0\n")
+    assert [item.label for item in predictions.list_inputs(listing)] == [1, 0]
