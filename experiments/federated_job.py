@@ -432,8 +432,6 @@ def describe(metrics: dict, workdir) -> str:
     if "ledger_audit" in metrics:
         verdict = "OK" if metrics["ledger_audit"]["ok"] else "TAMPERING"
         lines.append(f"ledger audit: {verdict} {metrics['ledger_audit']['problems'] or ''}")
-    lines.append(
-        f"artifacts in {workdir}: metrics.json, test_predictions.csv, history.jsonl, "
-        "ledger_history.json, fig*.png, roc_test.png"
-    )
+    written = sorted(p.name for p in pathlib.Path(workdir).iterdir() if p.is_file())
+    lines.append(f"artifacts in {workdir}: {', '.join(written)}")
     return "\n".join(lines)

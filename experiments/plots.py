@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ccfl_jax.train import metrics
 
@@ -39,8 +40,9 @@ def accuracy_per_hospital(history: Sequence[dict], hospitals: Sequence[str], pat
         if not np.all(np.isnan(values)):
             ax.plot(rounds, values, marker=".", label=_short(name))
     ax.set(xlabel="round", ylabel="validation accuracy", ylim=(-0.02, 1.02))
-    ax.set_title("Global model accuracy per hospital (Fig. 11)")
-    ax.legend(fontsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("Global model accuracy per hospital (Fig. 11; no line: no validation scans)")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, pathlib.Path(path))
 
 
