@@ -39,33 +39,57 @@ _METRICS = ("precision", "sensitivity", "specificity", "accuracy", "roc_auc", "b
 _HEADERS = ("precision", "sensitivity", "specificity", "accuracy", "AUC", "balanced acc.")
 
 
-def _field(default, help_text: str):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
     """Settings of one Table IV run (every field is a flag of the same name)."""
 
-    manifest: str = _field("data/labels.csv", "Manifest CSV (path, hospital/site, label, ...).")
-    site: str = _field("", "Hospital name for a manifest without a hospital/site column.")
-    image_size: int = _field(64, "Side of the normalized slices in pixels (divisible by 8).")
-    seed: int = _field(0, "Seed of the split, the initial models and the batches.")
-    cache_dir: str = _field("runs/cache", "Folder of the ingest cache ('' for none).")
-    max_per_hospital: int = _field(0, "Keep at most this many rows per hospital (0: all).")
-    models: tuple = _field(("capsnet", "cnn_small"), "Models trained centrally (MODELS names).")
-    steps: int = _field(200, "Training steps of every model (federated: rounds x local steps).")
-    batch_size: int = _field(16, "Batch size of every model.")
-    learning_rate: float = _field(1e-3, "Adam learning rate of every model.")
-    reconstruction_weight: float = _field(0.0005, "Weight of CapsNet's reconstruction term.")
-    federated_model: str = _field("capsnet", "Model of the local-only and federated rows.")
-    federated: bool = _field(True, "Add local-only, federated and federated + DP rows.")
-    local_steps: int = _field(5, "K: local steps per hospital per federated round.")
-    hospitals_per_round: int = _field(3, "m_t: hospitals sampled each federated round.")
-    clip_norm: float = _field(2.0, "S: L2 clip of each hospital's delta (Eq. 8).")
-    noise_multiplier: float = _field(0.3, "sigma of the federated + DP row (Eq. 8).")
-    bootstrap: int = _field(1000, "Bootstrap resamples for the 95% confidence intervals.")
-    progress: bool = _field(True, "Show tqdm progress bars.")
+    manifest: str = job_config.config_field(
+        "data/labels.csv", "Manifest CSV (path, hospital/site, label, ...)."
+    )
+    site: str = job_config.config_field(
+        "", "Hospital name for a manifest without a hospital/site column."
+    )
+    image_size: int = job_config.config_field(
+        64, "Side of the normalized slices in pixels (divisible by 8)."
+    )
+    seed: int = job_config.config_field(0, "Seed of the split, the initial models and the batches.")
+    cache_dir: str = job_config.config_field(
+        "runs/cache", "Folder of the ingest cache ('' for none)."
+    )
+    max_per_hospital: int = job_config.config_field(
+        0, "Keep at most this many rows per hospital (0: all)."
+    )
+    models: tuple = job_config.config_field(
+        ("capsnet", "cnn_small"), "Models trained centrally (MODELS names)."
+    )
+    steps: int = job_config.config_field(
+        200, "Training steps of every model (federated: rounds x local steps)."
+    )
+    batch_size: int = job_config.config_field(16, "Batch size of every model.")
+    learning_rate: float = job_config.config_field(1e-3, "Adam learning rate of every model.")
+    reconstruction_weight: float = job_config.config_field(
+        0.0005, "Weight of CapsNet's reconstruction term."
+    )
+    federated_model: str = job_config.config_field(
+        "capsnet", "Model of the local-only and federated rows."
+    )
+    federated: bool = job_config.config_field(
+        True, "Add local-only, federated and federated + DP rows."
+    )
+    local_steps: int = job_config.config_field(
+        5, "K: local steps per hospital per federated round."
+    )
+    hospitals_per_round: int = job_config.config_field(
+        3, "m_t: hospitals sampled each federated round."
+    )
+    clip_norm: float = job_config.config_field(2.0, "S: L2 clip of each hospital's delta (Eq. 8).")
+    noise_multiplier: float = job_config.config_field(
+        0.3, "sigma of the federated + DP row (Eq. 8)."
+    )
+    bootstrap: int = job_config.config_field(
+        1000, "Bootstrap resamples for the 95% confidence intervals."
+    )
+    progress: bool = job_config.config_field(True, "Show tqdm progress bars.")
 
 
 def manifest_with_site(manifest: str, site: str, out_dir: pathlib.Path) -> str:

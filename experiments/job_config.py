@@ -10,7 +10,8 @@ import dataclasses
 from absl import flags
 
 
-def _field(default, help_text: str, **kwargs):
+def config_field(default, help_text: str, **kwargs):
+    """A config dataclass field whose flag gets ``help_text`` (and ``enum=(...)`` if given)."""
     return dataclasses.field(default=default, metadata={"help": help_text, **kwargs})
 
 
@@ -19,54 +20,68 @@ class JobConfig:
     """Federated CapsNet with DP and the ledger in the loop (see ``experiments/README.md``)."""
 
     # Data.
-    manifest: str = _field("data/labels.csv", "Manifest CSV (path, hospital/site, label, ...).")
-    image_size: int = _field(64, "Side of the normalized slices in pixels (divisible by 8).")
-    seed: int = _field(0, "Seed of the split, the initial model and every round's randomness.")
-    cache_dir: str = _field("runs/cache", "Folder of the ingest cache ('' for none).")
-    max_per_hospital: int = _field(0, "Keep at most this many rows per hospital (0: all).")
+    manifest: str = config_field(
+        "data/labels.csv", "Manifest CSV (path, hospital/site, label, ...)."
+    )
+    image_size: int = config_field(64, "Side of the normalized slices in pixels (divisible by 8).")
+    seed: int = config_field(
+        0, "Seed of the split, the initial model and every round's randomness."
+    )
+    cache_dir: str = config_field("runs/cache", "Folder of the ingest cache ('' for none).")
+    max_per_hospital: int = config_field(0, "Keep at most this many rows per hospital (0: all).")
     # Model.
-    model: str = _field("capsnet", "Model name (see ccfl_jax.models.MODELS).")
-    reconstruction_weight: float = _field(0.0005, "Weight of CapsNet's reconstruction term.")
+    model: str = config_field("capsnet", "Model name (see ccfl_jax.models.MODELS).")
+    reconstruction_weight: float = config_field(0.0005, "Weight of CapsNet's reconstruction term.")
     # Federated rounds.
-    rounds: int = _field(30, "Total federated rounds (a resumed run continues up to it).")
-    local_steps: int = _field(5, "K: local steps per hospital per round.")
-    batch_size: int = _field(16, "Local batch size.")
-    hospital_learning_rate: float = _field(1e-3, "Hospitals' Adam learning rate.")
-    hospitals_per_round: int = _field(3, "m_t: hospitals sampled each round (fixed size).")
-    sampling: str = _field(
+    rounds: int = config_field(30, "Total federated rounds (a resumed run continues up to it).")
+    local_steps: int = config_field(5, "K: local steps per hospital per round.")
+    batch_size: int = config_field(16, "Local batch size.")
+    hospital_learning_rate: float = config_field(1e-3, "Hospitals' Adam learning rate.")
+    hospitals_per_round: int = config_field(3, "m_t: hospitals sampled each round (fixed size).")
+    sampling: str = config_field(
         "fixed", "'fixed' (m_t without replacement) or 'poisson'.", enum=("fixed", "poisson")
     )
-    strategy: str = _field(
+    strategy: str = config_field(
         "auto", "Hospital axis: auto, vmap, loop or shard.", enum=("auto", "vmap", "loop", "shard")
     )
-    server_optimizer: str = _field(
+    server_optimizer: str = config_field(
         "fedavg", "fedavg, fedavgm or fedadam.", enum=("fedavg", "fedavgm", "fedadam")
     )
-    server_learning_rate: float = _field(1.0, "Server learning rate.")
+    server_learning_rate: float = config_field(1.0, "Server learning rate.")
     # Differential privacy (Eq. 8, 15).
-    clip_norm: float = _field(2.0, "S: each hospital's delta is clipped to this L2 norm.")
-    noise_multiplier: float = _field(0.3, "sigma: noise N(0, sigma^2 S^2) on the sum of deltas.")
-    delta: float = _field(1e-5, "The delta of the reported (epsilon, delta).")
-    target_epsilon: float = _field(0.0, "Stop before a round would pass this epsilon (0: none).")
-    laplace_epsilon: float = _field(0.0, "Local Laplace noise epsilon per release (0: off).")
-    laplace_sensitivity: float = _field(1e-3, "L1 sensitivity for the local Laplace noise.")
+    clip_norm: float = config_field(2.0, "S: each hospital's delta is clipped to this L2 norm.")
+    noise_multiplier: float = config_field(
+        0.3, "sigma: noise N(0, sigma^2 S^2) on the sum of deltas."
+    )
+    delta: float = config_field(1e-5, "The delta of the reported (epsilon, delta).")
+    target_epsilon: float = config_field(
+        0.0, "Stop before a round would pass this epsilon (0: none)."
+    )
+    laplace_epsilon: float = config_field(0.0, "Local Laplace noise epsilon per release (0: off).")
+    laplace_sensitivity: float = config_field(1e-3, "L1 sensitivity for the local Laplace noise.")
     # Ledger and consensus (Eq. 12-13, 17-18).
-    use_ledger: bool = _field(True, "Put hashes on the chain and aggregate only voted updates.")
-    num_validators: int = _field(3, "k: validators per round, closest ids to the round seed.")
-    quorum: int = _field(2, "Passing votes an update needs (Eq. 18).")
-    score: str = _field(
+    use_ledger: bool = config_field(
+        True, "Put hashes on the chain and aggregate only voted updates."
+    )
+    num_validators: int = config_field(3, "k: validators per round, closest ids to the round seed.")
+    quorum: int = config_field(2, "Passing votes an update needs (Eq. 18).")
+    score: str = config_field(
         "mae_increase",
         "Validator score: 'mae_increase' over the round's model, or 'mae'.",
         enum=("mae_increase", "mae"),
     )
-    gamma: float = _field(0.05, "Largest passing validator score (Eq. 18).")
+    gamma: float = config_field(0.05, "Largest passing validator score (Eq. 18).")
     # Attack (the poisoned-hospital experiment).
-    poison_hospital: str = _field("", "Hospital whose shared delta is tampered with ('' none).")
-    poison_scale: float = _field(-10.0, "Its delta is multiplied by this (negative: sign flip).")
+    poison_hospital: str = config_field(
+        "", "Hospital whose shared delta is tampered with ('' none)."
+    )
+    poison_scale: float = config_field(
+        -10.0, "Its delta is multiplied by this (negative: sign flip)."
+    )
     # Evaluation and outputs.
-    compare_local: bool = _field(True, "Also train local-only models per hospital (Fig. 9).")
-    bootstrap: int = _field(1000, "Bootstrap resamples for the 95% confidence intervals.")
-    progress: bool = _field(True, "Show tqdm progress bars.")
+    compare_local: bool = config_field(True, "Also train local-only models per hospital (Fig. 9).")
+    bootstrap: int = config_field(1000, "Bootstrap resamples for the 95% confidence intervals.")
+    progress: bool = config_field(True, "Show tqdm progress bars.")
 
 
 def define_flags(config_class=None) -> None:

@@ -13,6 +13,7 @@ accuracy always included. Writes ``flags.json``, ``metrics.json``, ``history.jso
 ``predictions.csv``, ``loss.png`` and ``roc.png`` to ``--workdir``.
 """
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -23,7 +24,7 @@ import optax
 from absl import app, flags
 
 from ccfl_jax import data, models, train
-from experiments import evaluation, plots
+from experiments import evaluation, job_config, plots
 
 
 def training_arrays(dataset: data.FederatedDataset, hospital: str):
@@ -136,55 +137,42 @@ def train_and_evaluate(config: dict, workdir: str) -> dict:
     return result
 
 
-def define_flags() -> tuple[dict, flags.FlagHolder]:
-    """Defines this script's flags (in main only, so the module imports without them)."""
-    config = {
-        "manifest": flags.DEFINE_string(
-            "manifest", "data/labels.csv", "Manifest CSV of the sample."
-        ),
-        "image_size": flags.DEFINE_integer(
-            "image_size", 64, "Side of the slices (divisible by 8)."
-        ),
-        "seed": flags.DEFINE_integer(
-            "seed", 0, "Seed of the split, the initial model and the batches."
-        ),
-        "max_per_hospital": flags.DEFINE_integer(
-            "max_per_hospital", 0, "Rows per hospital (0: all)."
-        ),
-        "cache_dir": flags.DEFINE_string(
-            "cache_dir", "runs/cache", "Ingest cache folder ('' for none)."
-        ),
-        "model": flags.DEFINE_enum("model", "capsnet", list(models.CLASSIFIERS), "The classifier."),
-        "width": flags.DEFINE_float("width", 1.0, "Channel multiplier of the CNN baselines."),
-        "hospital": flags.DEFINE_string(
-            "hospital", "", "Train on this hospital alone ('' = pooled)."
-        ),
-        "steps": flags.DEFINE_integer("steps", 300, "Training steps."),
-        "batch_size": flags.DEFINE_integer("batch_size", 16, "Batch size."),
-        "learning_rate": flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate."),
-        "reconstruction_weight": flags.DEFINE_float(
-            "reconstruction_weight", 0.0005, "CapsNet decoder weight."
-        ),
-        "bootstrap": flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples of the 95% CIs."),
-        "progress": flags.DEFINE_bool("progress", True, "Show tqdm progress bars."),
-    }
-    workdir = flags.DEFINE_string("workdir", "runs/train_local", "Output folder.")
-    return config, workdir
+@dataclasses.dataclass(frozen=True)
+class TrainLocalConfig:
+    """Settings of a central training run; one flag per field (``job_config.define_flags``)."""
+
+    manifest: str = job_config.config_field("data/labels.csv", "Manifest CSV of the sample.")
+    image_size: int = job_config.config_field(64, "Side of the slices (divisible by 8).")
+    seed: int = job_config.config_field(0, "Seed of the split, the initial model and the batches.")
+    max_per_hospital: int = job_config.config_field(0, "Rows per hospital (0: all).")
+    cache_dir: str = job_config.config_field("runs/cache", "Ingest cache folder ('' for none).")
+    model: str = job_config.config_field(
+        "capsnet", "The classifier.", enum=tuple(models.CLASSIFIERS)
+    )
+    width: float = job_config.config_field(1.0, "Channel multiplier of the CNN baselines.")
+    hospital: str = job_config.config_field("", "Train on this hospital alone ('' = pooled).")
+    steps: int = job_config.config_field(300, "Training steps.")
+    batch_size: int = job_config.config_field(16, "Batch size.")
+    learning_rate: float = job_config.config_field(1e-3, "Adam learning rate.")
+    reconstruction_weight: float = job_config.config_field(0.0005, "CapsNet decoder weight.")
+    bootstrap: int = job_config.config_field(1000, "Bootstrap resamples of the 95% CIs.")
+    progress: bool = job_config.config_field(True, "Show tqdm progress bars.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = {name: holder.value for name, holder in _FLAGS[0].items()}
+    config = dataclasses.asdict(job_config.config_from_flags(TrainLocalConfig))
     print("config:", json.dumps(config))
-    result = train_and_evaluate(config, _FLAGS[1].value)
+    result = train_and_evaluate(config, _WORKDIR.value)
     print(
         f"{config['model']} ({config['hospital'] or 'pooled'}), test:",
         evaluation.headline(result["pooled"]),
     )
-    print(f"wrote {_FLAGS[1].value}/metrics.json, loss.png, roc.png")
+    print(f"wrote {_WORKDIR.value}/metrics.json, loss.png, roc.png")
 
 
 if __name__ == "__main__":
-    _FLAGS = define_flags()
+    job_config.define_flags(TrainLocalConfig)
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/train_local", "Output folder.")
     app.run(main)

@@ -13,6 +13,7 @@ Dice of the trivial "everything is lesion" predictor. Writes ``flags.json``, ``m
 ``history.json`` and ``loss.png`` to ``--workdir``.
 """
 
+import dataclasses
 import json
 import pathlib
 import time
@@ -26,6 +27,7 @@ from absl import app, flags
 from ccfl_jax import data, models
 from ccfl_jax.data import normalize
 from ccfl_jax.train import metrics, segmentation
+from experiments import job_config
 from experiments.train_local import plot_loss
 
 
@@ -100,31 +102,29 @@ def train_and_evaluate(config: dict, workdir: str) -> dict:
     return result
 
 
-def define_flags() -> tuple[dict, flags.FlagHolder]:
-    """Defines this script's flags (in main only, so the module imports without them)."""
-    config = {
-        "manifest": flags.DEFINE_string("manifest", "data/labels.csv", "Manifest CSV."),
-        "image_size": flags.DEFINE_integer("image_size", 64, "Side of the slices (x 8)."),
-        "max_slices": flags.DEFINE_integer("max_slices", 0, "Slices per split (0: all)."),
-        "seed": flags.DEFINE_integer("seed", 0, "Seed of the model and the batches."),
-        "steps": flags.DEFINE_integer("steps", 300, "Training steps."),
-        "batch_size": flags.DEFINE_integer("batch_size", 4, "Batch size."),
-        "learning_rate": flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate."),
-        "reconstruction_weight": flags.DEFINE_float(
-            "reconstruction_weight", 0.1, "Weight of the masked reconstruction term."
-        ),
-        "progress": flags.DEFINE_bool("progress", True, "Show tqdm progress bars."),
-    }
-    workdir = flags.DEFINE_string("workdir", "runs/train_segmentation", "Output folder.")
-    return config, workdir
+@dataclasses.dataclass(frozen=True)
+class TrainSegmentationConfig:
+    """Settings of a SegCaps run; one flag per field (``job_config.define_flags``)."""
+
+    manifest: str = job_config.config_field("data/labels.csv", "Manifest CSV.")
+    image_size: int = job_config.config_field(64, "Side of the slices (x 8).")
+    max_slices: int = job_config.config_field(0, "Slices per split (0: all).")
+    seed: int = job_config.config_field(0, "Seed of the model and the batches.")
+    steps: int = job_config.config_field(300, "Training steps.")
+    batch_size: int = job_config.config_field(4, "Batch size.")
+    learning_rate: float = job_config.config_field(1e-3, "Adam learning rate.")
+    reconstruction_weight: float = job_config.config_field(
+        0.1, "Weight of the masked reconstruction term."
+    )
+    progress: bool = job_config.config_field(True, "Show tqdm progress bars.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    config = {name: holder.value for name, holder in _FLAGS[0].items()}
+    config = dataclasses.asdict(job_config.config_from_flags(TrainSegmentationConfig))
     print("config:", json.dumps(config))
-    result = train_and_evaluate(config, _FLAGS[1].value)
+    result = train_and_evaluate(config, _WORKDIR.value)
     print(
         f"SegCaps test Dice {result['dice_mean']:.3f} +- {result['dice_std']:.3f} over "
         f"{result['test_slices']} slices (all-lesion baseline {result['dice_all_lesion_baseline']:.3f})"
@@ -132,5 +132,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    _FLAGS = define_flags()
+    job_config.define_flags(TrainSegmentationConfig)
+    _WORKDIR = flags.DEFINE_string("workdir", "runs/train_segmentation", "Output folder.")
     app.run(main)
